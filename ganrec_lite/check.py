@@ -9,11 +9,27 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["ExerciseError", "check_shape", "check_close", "check_true", "passed"]
+__all__ = [
+    "ExerciseError",
+    "NoAnswerYet",
+    "check_shape",
+    "check_close",
+    "check_true",
+    "passed",
+]
 
 
 class ExerciseError(AssertionError):
     """An exercise answer is wrong; the message says what to look at."""
+
+
+class NoAnswerYet(NotImplementedError):
+    """The exercise still holds its ``...`` stub (student copies raise this)."""
+
+
+def _require(exercise: str, value) -> None:
+    if value is Ellipsis or value is None:
+        raise NoAnswerYet(f"{exercise}: no answer yet (the value is {value!r})")
 
 
 def _arr(x) -> np.ndarray:
@@ -29,6 +45,7 @@ def passed(exercise: str) -> None:
 
 def check_shape(exercise: str, value, shape: tuple) -> None:
     """Check that ``value`` has ``shape`` (``None`` entries match any size)."""
+    _require(exercise, value)
     got = tuple(_arr(value).shape) if not hasattr(value, "shape") else tuple(value.shape)
     ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got))
     if not ok:
@@ -44,8 +61,7 @@ def check_close(
     On failure the message gives the shape or the size of the error and the
     ``hint``, never the expected values themselves.
     """
-    if value is Ellipsis or value is None:
-        raise ExerciseError(f"{exercise}: no answer yet (the value is {value!r})")
+    _require(exercise, value)
     v, e = _arr(value).astype(float), _arr(expected).astype(float)
     if v.shape != e.shape:
         raise ExerciseError(f"{exercise}: expected shape {e.shape}, got {v.shape}")

@@ -101,13 +101,13 @@ def _top_k(s: torch.Tensor, k: int) -> torch.Tensor:
     above = s > thr
     tied = s == thr
     room = k - above.sum(1, keepdim=True)  # (B, 1) how many tied items fit
-    take = above | (tied & (tied.cumsum(1) <= room))  # exactly k per row
+    take = above | (tied & (tied.cumsum(1, dtype=torch.int32) <= room))  # k per row
     idx = take.nonzero()[:, 1].view(s.shape[0], k)  # ascending item index
     order = torch.sort(s.gather(1, idx), dim=1, descending=True, stable=True).indices
     return idx.gather(1, order)
 
 
-def evaluate(scores, train, test, ks=(5, 20), *, batch_users: int = 1024) -> dict:
+def evaluate(scores, train, test, ks=(5, 20), *, batch_users: int = 512) -> dict:
     """Full-ranking top-k metrics, averaged over users with test positives.
 
     Args:
@@ -148,7 +148,9 @@ def evaluate(scores, train, test, ks=(5, 20), *, batch_users: int = 1024) -> dic
     sums = {f"{m}@{k}": 0.0 for k in ks for m in METRICS}
     for start in range(0, len(users), batch_users):
         rows = users[start : start + batch_users]
-        s = S[torch.as_tensor(rows, device=dev)].to(torch.float64)  # (B, I)
+        s = S[torch.as_tensor(rows, device=dev)]  # (B, I)
+        if not s.is_floating_point():
+            s = s.to(torch.float64)
         if torch.isnan(s).any():
             raise ValueError("scores contain NaN; fix the model before evaluating")
         t = te.dense(rows, dev)  # (B, I) bool
@@ -164,7 +166,7 @@ def evaluate(scores, train, test, ks=(5, 20), *, batch_users: int = 1024) -> dic
         top = _top_k(s, kmax)  # (B, kmax)
         hits = t.gather(1, top).to(torch.float64)  # (B, kmax)
         n_pos = torch.as_tensor(n_test[rows], device=dev, dtype=torch.float64)  # (B,)
-        first = torch.where(hits.any(1), hits.argmax(1), kmax)  # rank-1 of first hit
+        first = torch.where(hits.any(1), hits.argmax(1), kmax).to(torch.float64)  # (B,)
         for k in ks:
             h = hits[:, :k]
             n_hit = h.sum(1)
