@@ -46,8 +46,12 @@ def passed(exercise: str) -> None:
 def check_shape(exercise: str, value, shape: tuple) -> None:
     """Check that ``value`` has ``shape`` (``None`` entries match any size)."""
     _require(exercise, value)
-    got = tuple(_arr(value).shape) if not hasattr(value, "shape") else tuple(value.shape)
-    ok = len(got) == len(shape) and all(s is None or s == g for s, g in zip(shape, got))
+    got = (
+        tuple(_arr(value).shape) if not hasattr(value, "shape") else tuple(value.shape)
+    )
+    ok = len(got) == len(shape) and all(
+        s is None or s == g for s, g in zip(shape, got, strict=True)
+    )
     if not ok:
         raise ExerciseError(f"{exercise}: expected shape {shape}, got {got}")
 
@@ -74,6 +78,7 @@ def check_close(
 
 def check_true(exercise: str, condition: bool, hint: str) -> None:
     """Check a property of the answer; ``hint`` says what failed."""
+    _require(exercise, condition)
     if not bool(condition):
         raise ExerciseError(f"{exercise}: not yet right. {hint}")
     passed(exercise)

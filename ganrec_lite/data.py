@@ -104,7 +104,7 @@ def _load_ml100k() -> MovieLens:
         names=cols + list(ML100K_GENRES),
     )  # fmt: skip
     flags = raw[list(ML100K_GENRES)].to_numpy(bool)
-    genres = [[g for g, f in zip(ML100K_GENRES, row) if f] for row in flags]
+    genres = [[g for g, f in zip(ML100K_GENRES, r, strict=True) if f] for r in flags]
     items = pd.DataFrame(
         {
             "orig_item_id": raw["orig_item_id"].astype(np.int64),
@@ -148,7 +148,9 @@ def _load_ml1m() -> MovieLens:
         fetch("ml-1m", "users.dat"),
         ["orig_user_id", "gender", "age", "occupation", "zip"],
     )
-    users = u.astype({"orig_user_id": np.int64, "age": np.int64, "occupation": np.int64})
+    users = u.astype(
+        {"orig_user_id": np.int64, "age": np.int64, "occupation": np.int64}
+    )
     users = users[["orig_user_id", "age", "gender", "occupation", "zip"]]
     return _finish(ratings, items, users, "ml-1m")
 
@@ -261,7 +263,10 @@ def load_published_split(name: str) -> PublishedSplit:
 
 
 def to_matrix(
-    interactions: pd.DataFrame, shape: tuple[int, int], *, threshold: float | None = None
+    interactions: pd.DataFrame,
+    shape: tuple[int, int],
+    *,
+    threshold: float | None = None,
 ) -> sp.csr_matrix:
     """Boolean CSR matrix of the (user, item) pairs in ``interactions``.
 
@@ -284,9 +289,13 @@ def to_matrix(
     u = df["user"].to_numpy(np.int64)
     i = df["item"].to_numpy(np.int64)
     if len(u) and (u.min() < 0 or u.max() >= n_users):
-        raise ValueError(f"user ids must lie in [0, {n_users}); got {u.min()}..{u.max()}")
+        raise ValueError(
+            f"user ids must lie in [0, {n_users}); got {u.min()}..{u.max()}"
+        )
     if len(i) and (i.min() < 0 or i.max() >= n_items):
-        raise ValueError(f"item ids must lie in [0, {n_items}); got {i.min()}..{i.max()}")
+        raise ValueError(
+            f"item ids must lie in [0, {n_items}); got {i.min()}..{i.max()}"
+        )
     m = sp.csr_matrix((np.ones(len(u), dtype=bool), (u, i)), shape=shape, dtype=bool)
     m.sum_duplicates()
     return m
@@ -335,7 +344,7 @@ def make_synthetic(
     years = rng.integers(1950, 2000, size=n_items)
     titles = [
         f"{_GENRE_WORDS[g][1].title()} Story {j} ({y})"
-        for j, (g, y) in enumerate(zip(genre_of, years))
+        for j, (g, y) in enumerate(zip(genre_of, years, strict=False))
     ]
     items_df = pd.DataFrame(
         {

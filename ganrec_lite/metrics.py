@@ -32,7 +32,9 @@ def _as_scores(scores) -> torch.Tensor:
             f"scores must be a numpy array or torch tensor, got {type(scores).__name__}"
         )
     if t.ndim != 2:
-        raise ValueError(f"scores must be 2-D (n_users, n_items), got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"scores must be 2-D (n_users, n_items), got shape {tuple(t.shape)}"
+        )
     if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"scores must be numeric, got dtype {t.dtype}")
     return t
@@ -143,8 +145,12 @@ def evaluate(scores, train, test, ks=(5, 20), *, batch_users: int = 512) -> dict
         raise ValueError("test has no positives: there is no user to evaluate")
     kmax = max(ks)
     dev = S.device
-    discount = 1.0 / torch.log2(torch.arange(2, kmax + 2, device=dev, dtype=torch.float64))
-    ideal = torch.cat([torch.zeros(1, device=dev, dtype=torch.float64), discount.cumsum(0)])
+    discount = 1.0 / torch.log2(
+        torch.arange(2, kmax + 2, device=dev, dtype=torch.float64)
+    )
+    ideal = torch.cat(
+        [torch.zeros(1, device=dev, dtype=torch.float64), discount.cumsum(0)]
+    )
     sums = {f"{m}@{k}": 0.0 for k in ks for m in METRICS}
     for start in range(0, len(users), batch_users):
         rows = users[start : start + batch_users]
@@ -201,7 +207,11 @@ def evaluate_sampled(
     """
     S = _as_scores(scores)
     n_users, n_items = S.shape
-    if isinstance(n_negatives, bool) or not isinstance(n_negatives, int) or n_negatives < 1:
+    if (
+        isinstance(n_negatives, bool)
+        or not isinstance(n_negatives, int)
+        or n_negatives < 1
+    ):
         raise ValueError(f"n_negatives must be a positive int, got {n_negatives!r}")
     ks = _check_ks(ks, n_negatives + 1)
     te = _Rows(test, "test", S.shape)
@@ -265,9 +275,17 @@ def protocol_card(
 ) -> str:
     """One line that says how a results table was measured; print it under the table.
 
-    >>> protocol_card(dataset="ML-100K", split="cfgan-ml100k", positives="every rating",
-    ...               ks=(5, 20), n_users=943, n_items=1653)
-    'Protocol | ML-100K, split cfgan-ml100k | positives: every rating | full ranking over all 1653 items, train positives excluded | 943 users with test positives | k = 5, 20 | ties: lower item id first'
+    >>> card = protocol_card(dataset="ML-100K", split="cfgan-ml100k",
+    ...                      positives="every rating", n_users=943, n_items=1653)
+    >>> for part in card.split(" | "):
+    ...     print(part)
+    Protocol
+    ML-100K, split cfgan-ml100k
+    positives: every rating
+    full ranking over all 1653 items, train positives excluded
+    943 users with test positives
+    k = 5, 20
+    ties: lower item id first
     """
     if protocol not in ("full", "sampled"):
         raise ValueError(f"protocol must be 'full' or 'sampled', got {protocol!r}")
@@ -280,7 +298,11 @@ def protocol_card(
             f"sampled: each test positive ranked among {n_negatives} sampled "
             "non-positive items (NeuMF protocol)"
         )
-    who = f"{n_users} users with test positives" if n_users is not None else "users with test positives"
+    who = (
+        f"{n_users} users with test positives"
+        if n_users is not None
+        else "users with test positives"
+    )
     return (
         f"Protocol | {dataset}, split {split} | positives: {positives} | {rank} | "
         f"{who} | k = {', '.join(map(str, ks))} | ties: lower item id first"

@@ -96,8 +96,10 @@ def load_irgan_model(name: str = "gan_generator") -> IRGANModel:
     u, i, b = (np.asarray(x, dtype=np.float32) for x in obj)
     if u.ndim != 2 or i.ndim != 2 or b.ndim != 1 or u.shape[1] != i.shape[1]:
         raise ValueError(
-            f"{name}.pkl: shapes {u.shape}, {i.shape}, {b.shape} do not form an MF model"
+            f"{name}.pkl: shapes {u.shape}, {i.shape}, {b.shape} are not an MF model"
         )
     if b.shape[0] != i.shape[0]:
-        raise ValueError(f"{name}.pkl: {i.shape[0]} item embeddings but {b.shape[0]} biases")
+        raise ValueError(
+            f"{name}.pkl: {i.shape[0]} item embeddings but {b.shape[0]} biases"
+        )
     return IRGANModel(u, i, b)

@@ -172,7 +172,8 @@ REGISTRY: dict[str, DatasetSpec] = {
                 url=f"{IRGAN_RAW}/model_dns_ori.pkl",
             ),
         ),
-        licence=_ML_LICENCE + " Split and models released with IRGAN (Wang et al. 2017).",
+        licence=_ML_LICENCE
+        + " Split and models released with IRGAN (Wang et al. 2017).",
         homepage="https://github.com/geek-ai/irgan",
         notes={"sep": "\t", "positive_threshold": 3.99},
     ),
@@ -360,13 +361,20 @@ def _fill(spec, folder: Path, missing, *, retries: int, timeout: float) -> None:
         except ChecksumError:
             archive_path.unlink()  # a stale partial download we wrote ourselves
     if not archive_path.is_file():
-        _download(
-            spec.archive_url,
-            archive_path,
-            spec.archive_sha256,
-            retries=retries,
-            timeout=timeout,
-        )
+        try:
+            _download(
+                spec.archive_url,
+                archive_path,
+                spec.archive_sha256,
+                retries=retries,
+                timeout=timeout,
+            )
+        except DataUnavailableError as exc:
+            paths = ", ".join(str(folder / f.name) for f in from_archive)
+            raise DataUnavailableError(
+                f"{exc} The archive holds {paths}: put those files (or the archive) "
+                "there to work offline."
+            ) from None
     with zipfile.ZipFile(archive_path) as zf:
         names = set(zf.namelist())
         for f in from_archive:

@@ -54,7 +54,7 @@ class Split:
     cold_users: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     def matrix(self, part: str, threshold: float | None = None) -> sp.csr_matrix:
-        """Boolean (n_users, n_items) matrix of ``"train"``, ``"valid"`` or ``"test"``."""
+        """Boolean (n_users, n_items) matrix of "train", "valid" or "test"."""
         if part not in ("train", "valid", "test"):
             raise ValueError(f"part must be 'train', 'valid' or 'test', got {part!r}")
         df = getattr(self, part)
@@ -246,7 +246,9 @@ def cold_start_items(
     their interactions go to test (``valid_ratio`` more items to validation), so no
     cold item appears in training. ``Split.cold_items`` lists them.
     """
-    return _cold(ratings, "item", item_ratio, valid_ratio, seed, n_users, n_items, "item")
+    return _cold(
+        ratings, "item", item_ratio, valid_ratio, seed, n_users, n_items, "item"
+    )
 
 
 def cold_start_users(
@@ -260,7 +262,9 @@ def cold_start_users(
     """Hold out a random ``user_ratio`` of the users: all their interactions go to
     test, so no cold user appears in training. ``Split.cold_users`` lists them.
     """
-    return _cold(ratings, "user", user_ratio, valid_ratio, seed, n_users, n_items, "user")
+    return _cold(
+        ratings, "user", user_ratio, valid_ratio, seed, n_users, n_items, "user"
+    )
 
 
 def _pairs(df: pd.DataFrame) -> pd.Index:
@@ -285,7 +289,9 @@ def check_leakage(split: Split) -> None:
             )
     vt = _pairs(split.valid).intersection(_pairs(split.test))
     if len(vt):
-        raise LeakageError(f"{len(vt)} pair(s) are in both valid and test, e.g. {vt[0]}")
+        raise LeakageError(
+            f"{len(vt)} pair(s) are in both valid and test, e.g. {vt[0]}"
+        )
     for label in ("item", "user"):
         cold = getattr(split, f"cold_{label}s")
         if len(cold):

@@ -2,10 +2,10 @@
 
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -66,7 +66,9 @@ def test_environment_yml_carries_the_same_pins():
     direct = {norm(r.name) for r in pyproject_requirements()}
     assert set(env) == direct, f"environment.yml lists {set(env) ^ direct} differently"
     for name, version in env.items():
-        assert pins[name] == version, f"{name}: environment.yml {version} != {pins[name]}"
+        assert pins[name] == version, (
+            f"{name}: environment.yml {version} != {pins[name]}"
+        )
     assert python is not None, "environment.yml does not pin python"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "requires-python"

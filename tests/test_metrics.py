@@ -1,4 +1,4 @@
-"""Tests of ganrec_lite.metrics: hand-computed rankings, properties, a slow reference."""
+"""Tests of ganrec_lite.metrics: hand-computed rankings, properties, a reference."""
 
 import math
 
@@ -13,7 +13,11 @@ from ganrec_lite.metrics import evaluate, evaluate_sampled, protocol_card
 def reference(scores, train, test, ks):
     """Slow, obvious implementation: one user at a time, python sorting."""
     scores, train, test = np.asarray(scores), np.asarray(train), np.asarray(test)
-    out = {f"{m}@{k}": [] for k in ks for m in ("precision", "recall", "ndcg", "mrr", "hit")}
+    out = {
+        f"{m}@{k}": []
+        for k in ks
+        for m in ("precision", "recall", "ndcg", "mrr", "hit")
+    }
     for u in range(scores.shape[0]):
         rel = set(np.flatnonzero(test[u]))
         if not rel:
@@ -95,10 +99,14 @@ def test_input_types_agree():
     test = rng.random((20, 15)) < 0.2
     train = (rng.random((20, 15)) < 0.2) & ~test
     a = evaluate(scores, train, test, ks=(5, 10))
-    b = evaluate(torch.tensor(scores), torch.tensor(train), torch.tensor(test), ks=(5, 10))
+    b = evaluate(
+        torch.tensor(scores), torch.tensor(train), torch.tensor(test), ks=(5, 10)
+    )
     c = evaluate(scores.astype(np.float32), sp.csr_matrix(train), sp.csr_matrix(test),
                  ks=(5, 10))  # fmt: skip
-    d = evaluate(scores, torch.tensor(train).to_sparse(), sp.coo_matrix(test), ks=(5, 10))
+    d = evaluate(
+        scores, torch.tensor(train).to_sparse(), sp.coo_matrix(test), ks=(5, 10)
+    )
     for key in a:
         assert a[key] == pytest.approx(b[key]) == pytest.approx(c[key])
         assert a[key] == pytest.approx(d[key])

@@ -78,7 +78,9 @@ def main(argv: list[str]) -> int:
     if junit.exists():
         times = notebook_times(junit)
         if times:
-            print(f"\nPer-notebook execution time under nbval ({os.cpu_count()} CPU cores):")
+            print(
+                f"\nPer-notebook time under nbval ({os.cpu_count()} CPU cores):"
+            )
             for nb, sec in times.items():
                 print(f"  {nb:55s} {sec:7.1f} s")
             print(f"  {'all notebooks':55s} {sum(times.values()):7.1f} s")
@@ -86,7 +88,9 @@ def main(argv: list[str]) -> int:
                 out = ROOT / "book" / "_data" / "timings-cpu.json"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 record = {
-                    "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "generated": dt.datetime.now(dt.timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
                     "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                     f"Python {platform.python_version()}",
                     "notebooks": {k: round(v, 1) for k, v in times.items()},
