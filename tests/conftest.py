@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import socket
 import threading
 import zipfile
@@ -44,6 +45,10 @@ def sha256_bytes(data: bytes) -> str:
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
+    """The MovieLens cache: GANREC_DATA when it holds ml-100k, else the shared one."""
+    env = os.environ.get("GANREC_DATA", "").strip()
+    if env and (Path(env).expanduser() / "ml-100k" / "u.data").is_file():
+        return Path(env).expanduser().resolve()
     if not (SHARED_DATA / "ml-100k").is_dir():
         pytest.skip(SHARED_REASON)
     return SHARED_DATA
