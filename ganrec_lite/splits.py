@@ -285,12 +285,12 @@ def check_leakage(split: Split) -> None:
         if len(both):
             raise LeakageError(
                 f"{len(both)} (user, item) pair(s) are in both train and {name}, "
-                f"e.g. {both[0]}"
+                f"e.g. {tuple(map(int, both[0]))}"
             )
     vt = _pairs(split.valid).intersection(_pairs(split.test))
     if len(vt):
         raise LeakageError(
-            f"{len(vt)} pair(s) are in both valid and test, e.g. {vt[0]}"
+            f"{len(vt)} pair(s) are in both valid and test, e.g. {tuple(map(int, vt[0]))}"
         )
     for label in ("item", "user"):
         cold = getattr(split, f"cold_{label}s")
@@ -298,5 +298,5 @@ def check_leakage(split: Split) -> None:
             seen = np.intersect1d(cold, split.train[label].to_numpy())
             if len(seen):
                 raise LeakageError(
-                    f"{len(seen)} cold {label}(s) appear in train, e.g. {seen[0]}"
+                    f"{len(seen)} cold {label}(s) appear in train, e.g. {int(seen[0])}"
                 )

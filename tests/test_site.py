@@ -3,7 +3,8 @@
 A session fixture builds the site once with ``tools/build_book.py``
 (``jupyter-book build . -W --all``). Static checks read the HTML; the browser check
 serves ``_build/html`` on 127.0.0.1, drives headless Chromium over the DevTools
-protocol and asserts that MathJax typeset the math, the Mermaid diagram became an SVG,
+protocol and asserts that MathJax typeset the math, the Mermaid diagram became an SVG
+(over http and from a file:// URL, as a reader opening index.html from disk sees it),
 every image loaded, and no request left the machine. Screenshots go to
 ``_build/screenshots/``.
 
@@ -181,8 +182,19 @@ def test_no_page_loads_from_another_host(built):
 def test_math_and_mermaid_served_locally(built):
     assert (built / "_static" / "vendor" / "mathjax" / "tex-chtml.js").exists()
     assert (built / "_static" / "vendor" / "mermaid" / "mermaid.esm.min.mjs").exists()
+    assert (built / "_static" / "vendor" / "mermaid" / "mermaid.min.js").exists()
     fonts = list((built / "_static" / "vendor" / "mathjax").rglob("*.woff"))
     assert fonts, "MathJax's woff fonts were not copied into the site"
+
+
+def test_mermaid_loads_as_classic_script(built):
+    """No ES-module import of Mermaid: browsers block those from file:// pages."""
+    html = (built / "book" / "ch02_concepts.html").read_text(encoding="utf-8")
+    assert 'class="mermaid"' in html
+    assert re.search(r'<script defer="defer" src="[^"]*mermaid\.min\.js', html), (
+        "ch02 does not load the classic Mermaid build (book/_ext/mermaid_classic.py)"
+    )
+    assert 'type="module"' not in html, "ch02 still holds a <script type=module>"
 
 
 def test_notebook_pages_offer_ipynb_download(built):
@@ -522,33 +534,59 @@ def test_browser_mathjax_typesets_display_math(browser, served, built):
     ), f"{page}: MathJax's fonts did not load"
 
 
+MERMAID_DRAWN = (
+    "document.querySelectorAll('.mermaid').length > 0 && "
+    "[...document.querySelectorAll('.mermaid')].every(m => {"
+    " const s = m.querySelector('svg');"
+    " return s && s.querySelectorAll('.node').length > 0"
+    " && s.getBBox().width > 0; })"
+)
+
+
+def check_mermaid(cdp: CDP, url: str, page: str, shot: str, local: str) -> None:
+    """Load a page with a diagram; check it becomes an SVG, in light and dark mode.
+
+    ``local``: a regex for the request URLs that count as this machine's.
+    """
+    load(cdp, url)
+    assert cdp.wait_for(MERMAID_DRAWN, timeout=30), (
+        f"{page}: the Mermaid diagram did not become an SVG with nodes ({url})"
+    )
+    assert not cdp.js(
+        "[...document.querySelectorAll('.mermaid svg')].some("
+        "s => s.getAttribute('aria-roledescription') === 'error')"
+    ), f"{page}: Mermaid drew its syntax-error picture"
+    screenshot(cdp, shot, ".mermaid svg")
+    outside = [u for u in external_requests(cdp) if not re.match(local, u)]
+    assert not outside, f"{page}: requests that left localhost: {outside}"
+    assert not js_exceptions(cdp), js_exceptions(cdp)
+    # dark mode: the theme switch re-renders the diagram with the dark theme
+    cdp.js("document.documentElement.dataset.theme = 'dark'; true")
+    time.sleep(1.0)
+    assert cdp.wait_for(MERMAID_DRAWN), f"{page}: no diagram in dark mode"
+    # drawn with the dark Mermaid theme, not inverted again by the theme's CSS filter
+    assert cdp.js(
+        "[...document.querySelectorAll('pre.mermaid > svg')].every("
+        "s => getComputedStyle(s).filter === 'none')"
+    ), f"{page}: the dark diagram is still inverted by a CSS filter"
+    screenshot(cdp, f"{shot}-dark", ".mermaid svg")
+    cdp.js("document.documentElement.dataset.theme = 'light'; true")
+    assert not js_exceptions(cdp), js_exceptions(cdp)
+
+
 @pytest.mark.browser
 def test_browser_mermaid_becomes_svg(browser, served, built):
     page = "book/ch02_concepts"
     html = (built / f"{page}.html").read_text(encoding="utf-8")
     assert 'class="mermaid"' in html, f"{page} holds no ```{{mermaid}}``` diagram"
-    load(browser, f"{served}/{page}.html")
-    drawn = (
-        "document.querySelectorAll('.mermaid').length > 0 && "
-        "[...document.querySelectorAll('.mermaid')].every(m => {"
-        " const s = m.querySelector('svg');"
-        " return s && s.querySelectorAll('.node').length > 0"
-        " && s.getBBox().width > 0; })"
-    )
-    assert browser.wait_for(drawn, timeout=30), (
-        f"{page}: the Mermaid diagram did not become an SVG with nodes"
-    )
-    assert not browser.js(
-        "[...document.querySelectorAll('.mermaid svg')].some("
-        "s => s.getAttribute('aria-roledescription') === 'error')"
-    ), f"{page}: Mermaid drew its syntax-error picture"
-    screenshot(browser, "ch02-mermaid", ".mermaid svg")
-    outside = external_requests(browser)
-    assert not outside, f"{page}: requests that left localhost: {outside}"
-    assert not js_exceptions(browser), js_exceptions(browser)
-    # dark mode: the theme switch re-renders the diagram with the dark theme
-    browser.js("document.documentElement.dataset.theme = 'dark'; true")
-    time.sleep(1.0)
-    assert browser.wait_for(drawn), f"{page}: no diagram after switching to dark mode"
-    screenshot(browser, "ch02-mermaid-dark", ".mermaid svg")
-    browser.js("document.documentElement.dataset.theme = 'light'; true")
+    check_mermaid(browser, f"{served}/{page}.html", page, "ch02-mermaid", r"^$")
+
+
+@pytest.mark.browser
+def test_browser_mermaid_from_file_url(browser, built):
+    """`make book` says: open _build/html/index.html; from disk (file://) Chrome
+    refuses ES-module imports, so the site must load Mermaid as a classic script."""
+    page = "book/ch02_concepts"
+    url = (built / f"{page}.html").resolve().as_uri()
+    site = re.escape(built.resolve().as_uri() + "/")
+    check_mermaid(browser, url, page, "ch02-mermaid-file", f"^{site}")

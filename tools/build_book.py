@@ -157,6 +157,7 @@ def build(quiet: bool = False) -> int:
     if (
         not (vendor / "mathjax" / "tex-chtml.js").exists()
         or not (vendor / "mermaid" / "mermaid.esm.min.mjs").exists()
+        or not (vendor / "mermaid" / "mermaid.min.js").exists()
     ):
         print(
             "build_book: book/_static/vendor is incomplete; run `make assets` "
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"build_book: built in {elapsed:.1f} s at {stamp}")
     print(f"build_book: open {HTML / 'index.html'}")
     print(
-        "build_book: or, for every feature offline (Mermaid needs http, not file://): "
+        "build_book: or serve it locally: "
         f"python -m http.server --bind 127.0.0.1 --directory {HTML.relative_to(ROOT)}"
     )
     return 0

@@ -4,10 +4,12 @@ Run by ``make assets``. Each package is fetched once with ``npm pack NAME@VERSIO
 ``.cache/npm/``, its tarball is checked against the sha512 integrity hash pinned below,
 and the files the site needs are extracted into ``book/_static/vendor/<name>/`` with the
 package's licence. Sphinx copies ``book/_static`` into ``_build/html/_static``, and
-``_config.yml`` points ``mathjax_path`` and ``mermaid_use_local`` there.
+``_config.yml`` points ``mathjax_path``, ``mermaid_use_local`` and
+``mermaid_classic_js`` there.
 
-Idempotent: a package whose vendor folder holds a stamp with the pinned integrity is
-skipped. Nothing here is committed (``book/_static/vendor/`` is git-ignored).
+Idempotent: a package whose vendor folder holds a stamp with the pinned integrity and
+the current file selection is skipped. Nothing here is committed
+(``book/_static/vendor/`` is git-ignored).
 
 Usage: python tools/vendor_assets.py [--force]
 """
@@ -41,6 +43,12 @@ class Asset:
     keep: tuple[str, ...]  # path prefixes inside the tarball's package/ folder
     strip: str  # prefix removed from kept paths (e.g. "es5/")
     skip_suffixes: tuple[str, ...] = ()
+
+    @property
+    def selection(self) -> str:
+        """A digest of the files kept: a changed selection is extracted again."""
+        spec = repr((self.keep, self.strip, self.skip_suffixes)).encode()
+        return "files-" + hashlib.sha256(spec).hexdigest()[:12]
 
     @property
     def tarball(self) -> Path:
@@ -83,14 +91,22 @@ ASSETS = (
         ),
         strip="es5/",
     ),
-    # Mermaid 11 as an ES module with its lazily imported chunks; this is the build
-    # sphinxcontrib-mermaid 2.x imports (its default version is 11.12.1).
+    # Mermaid 11 (sphinxcontrib-mermaid 2.x's default version is 11.12.1): the classic
+    # IIFE build mermaid.min.js (one file, sets window.mermaid) that the pages load
+    # through book/_ext/mermaid_classic.py, because browsers refuse ES-module imports
+    # from file:// pages; and the ES module with its lazily imported chunks, which
+    # sphinxcontrib-mermaid's `mermaid_use_local` names (used over http only if that
+    # extension is removed).
     Asset(
         name="mermaid",
         version="11.12.1",
         integrity="sha512-UlIZrRariB11TY1RtTgUWp65tphtBv4CSq7vyS2ZZ2TgoMjs2nloq+wFqxiwcx"
         "lhHUvs7DPGgMjs2aeQxz5h9g==",
-        keep=("dist/mermaid.esm.min.mjs", "dist/chunks/mermaid.esm.min/"),
+        keep=(
+            "dist/mermaid.min.js",
+            "dist/mermaid.esm.min.mjs",
+            "dist/chunks/mermaid.esm.min/",
+        ),
         strip="dist/",
         skip_suffixes=(".map",),
     ),
@@ -167,7 +183,9 @@ def extract(asset: Asset, tarball: Path) -> int:
             with tar.extractfile(member) as src, dest.open("wb") as out:
                 shutil.copyfileobj(src, out)
             n += 1
-    (tmp / STAMP).write_text(f"{asset.name}@{asset.version} {asset.integrity}\n")
+    (tmp / STAMP).write_text(
+        f"{asset.name}@{asset.version} {asset.integrity} {asset.selection}\n"
+    )
     shutil.rmtree(asset.target, ignore_errors=True)
     tmp.rename(asset.target)
     return n
@@ -178,6 +196,7 @@ def is_current(asset: Asset) -> bool:
     return stamp.exists() and stamp.read_text().split() == [
         f"{asset.name}@{asset.version}",
         asset.integrity,
+        asset.selection,
     ]
 
 
