@@ -7,6 +7,11 @@ Modules, one concern each:
 - :mod:`ganrec_lite.data`: MovieLens, the published ML-100K splits, synthetic data.
 - :mod:`ganrec_lite.splits`: seeded train/test splits and the leakage check.
 - :mod:`ganrec_lite.metrics`: full-ranking and sampled top-k metrics, protocol cards.
+- :mod:`ganrec_lite.pretrained`: IRGAN's released models, loaded safely.
+- :mod:`ganrec_lite.gan`: GAN losses, gradient penalty, update_D/update_G, train_gan.
+- :mod:`ganrec_lite.toy`: the 2-D ring of Gaussians and its mode-coverage measure.
+- :mod:`ganrec_lite.text`: the MiniLM sentence encoder and item-text builders.
+- :mod:`ganrec_lite.models`: recommender models, one module per model.
 - :mod:`ganrec_lite.utils`: device choice, seeding, progress bars.
 - :mod:`ganrec_lite.check`: self-checks for the exercises.
 """
