@@ -1,0 +1,434 @@
+"""Train and evaluate one method on one split over seeds; print one line of JSON.
+
+    python -m ganrec_lite.bench METHOD --split SPLIT --seeds N [--device D]
+                                [--out results/FILE.jsonl]
+    python -m ganrec_lite.bench --list
+
+The line holds the method, the split, the protocol card, the seeds, every metric as
+``[mean, std]`` over the seeds (sample std, 0 for one seed), the seconds of every run
+(fit + evaluation) and in total, the hyper-parameters, and provenance: the git commit
+(and whether the package differed from it), the device, library versions and the
+date (UTC). ``--out`` appends the line to a JSON-lines file; the results notebook
+(Chapter 5.6) renders those files with :func:`read_results`.
+
+A method is a function ``fit(train, seed, device, valid=None, **hparams) -> scores``:
+``train`` is the (n_users, n_items) boolean CSR matrix of training positives, and
+``scores`` an (n_users, n_items) tensor or array. Register new ones in :data:`METHODS`
+with :func:`register`. Every split fixes its data, positives, metrics and cut-offs
+(:data:`SPLITS`), so the numbers are comparable with the paper that published it.
+
+Introduced in Chapter 5.2 (baselines); Chapters 5.3-5.6 add methods and read results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from . import __version__
+from .data import load_movielens, load_published_split
+from .metrics import evaluate, protocol_card
+from .models import bpr, ease, popularity
+from .splits import random_split
+from .utils import get_device
+
+__all__ = [
+    "Method",
+    "SplitSpec",
+    "SplitData",
+    "METHODS",
+    "SPLITS",
+    "register",
+    "load_split",
+    "run",
+    "append_jsonl",
+    "read_results",
+    "main",
+]
+
+
+# ----------------------------------------------------------------------------- splits
+@dataclass
+class SplitData:
+    """A loaded split: train/test positives and how to evaluate them."""
+
+    name: str
+    train: sp.csr_matrix  # (n_users, n_items) bool
+    test: sp.csr_matrix  # (n_users, n_items) bool
+    ks: tuple[int, ...]
+    metrics: tuple[str, ...]
+    card: str
+
+
+@dataclass
+class SplitSpec:
+    """How to load a split and evaluate on it."""
+
+    name: str
+    description: str
+    dataset: str
+    positives: str
+    ks: tuple[int, ...]
+    metrics: tuple[str, ...]
+    load: Callable[[], tuple[sp.csr_matrix, sp.csr_matrix, str]]
+
+
+def _published(name: str):
+    def load():
+        s = load_published_split(name)
+        train, test = s.matrices()
+        return train, test, name
+
+    return load
+
+
+# ml100k-random: the protocol of Chapter 1.2, so its tables line up with this one.
+RANDOM_SPLIT_SEED = 0  # the split is fixed; bench seeds vary the model only
+RANDOM_MIN_RATING = 4  # a rating >= 4 is a positive
+
+
+def _ml100k_random():
+    ml = load_movielens("ml-100k")
+    s = random_split(
+        ml.ratings,
+        test_ratio=0.2,
+        seed=RANDOM_SPLIT_SEED,
+        n_users=ml.n_users,
+        n_items=ml.n_items,
+    )
+    t = RANDOM_MIN_RATING - 1  # to_matrix keeps rating > threshold
+    return s.matrix("train", threshold=t), s.matrix("test", threshold=t), s.kind
+
+
+SPLITS: dict[str, SplitSpec] = {
+    "cfgan-ml100k": SplitSpec(
+        "cfgan-ml100k",
+        "CFGAN's released ML-100K split (Chae et al. 2018); every rating a positive",
+        "ML-100K",
+        "every rating",
+        (5, 20),
+        ("precision", "recall", "ndcg", "mrr"),
+        _published("cfgan-ml100k"),
+    ),
+    "irgan-ml100k": SplitSpec(
+        "irgan-ml100k",
+        "IRGAN's released ML-100K split (Wang et al. 2017); positives rating > 3.99",
+        "ML-100K",
+        "rating > 3.99",
+        (3, 5, 10),
+        ("precision", "ndcg"),
+        _published("irgan-ml100k"),
+    ),
+    "ml100k-random": SplitSpec(
+        "ml100k-random",
+        "ML-100K, per-user random 80/20 (split seed 0, as Chapter 1.2); "
+        "positives rating >= 4",
+        "ML-100K",
+        "rating >= 4",
+        (5, 20),
+        ("precision", "recall", "ndcg", "mrr"),
+        _ml100k_random,
+    ),
+}
+
+
+def load_split(name: str) -> SplitData:
+    """Load a split of :data:`SPLITS` with its protocol card.
+
+    Raises:
+        ValueError: unknown split (the message lists the known ones).
+    """
+    if name not in SPLITS:
+        raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
+    spec = SPLITS[name]
+    train, test, kind = spec.load()
+    n_eval = int((test.getnnz(axis=1) > 0).sum())
+    card = protocol_card(
+        dataset=spec.dataset,
+        split=kind,
+        positives=spec.positives,
+        ks=spec.ks,
+        n_users=n_eval,
+        n_items=train.shape[1],
+    )
+    return SplitData(name, train, test, spec.ks, spec.metrics, card)
+
+
+# ---------------------------------------------------------------------------- methods
+@dataclass
+class Method:
+    """A registered method: its ``fit`` and its hyper-parameters.
+
+    ``hparams`` are the defaults (the paper's or tuned values, documented in the
+    model's module); ``split_hparams[split]`` overrides some of them on one split.
+    """
+
+    name: str
+    fit: Callable
+    description: str
+    hparams: dict = field(default_factory=dict)
+    split_hparams: dict = field(default_factory=dict)
+
+    def hparams_for(self, split: str) -> dict:
+        return {**self.hparams, **self.split_hparams.get(split, {})}
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(
+    name: str,
+    fit: Callable,
+    description: str,
+    hparams: dict | None = None,
+    split_hparams: dict | None = None,
+) -> Method:
+    """Add a method to :data:`METHODS` (a later chapter registers CFGAN, IRGAN, APR)."""
+    m = Method(name, fit, description, dict(hparams or {}), dict(split_hparams or {}))
+    METHODS[name] = m
+    return m
+
+
+register("pop", popularity.fit, "most popular items (training positives per item)")
+register(
+    "bpr",
+    bpr.fit,
+    "BPR-MF, uniform negatives (Rendle et al. 2009)",
+    bpr.HPARAMS,
+    bpr.SPLIT_HPARAMS,
+)
+register(
+    "bpr-dns",
+    bpr.fit,
+    "BPR-MF, dynamic negative sampling (Zhang et al. 2013)",
+    {**bpr.HPARAMS, **bpr.DNS_HPARAMS},
+    bpr.DNS_SPLIT_HPARAMS,
+)
+register(
+    "ease", ease.fit, "EASE, closed form (Steck 2019)", ease.HPARAMS, ease.SPLIT_HPARAMS
+)
+
+
+# ------------------------------------------------------------------------------- run
+def _git_commit() -> tuple[str | None, bool | None]:
+    """HEAD, and whether the package (``ganrec_lite/``, untracked files included)
+    differs from it: then the commit alone does not reproduce the numbers."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ganrec_lite"],
+            cwd=repo,
+            timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip())
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"{dev} ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def run(
+    method: str,
+    split: str,
+    seeds: int | Sequence[int] = 1,
+    device=None,
+    split_data: SplitData | None = None,
+    **overrides,
+) -> dict:
+    """Train ``method`` on ``split`` for each seed and return the result record.
+
+    Args:
+        method, split: names in :data:`METHODS` and :data:`SPLITS`.
+        seeds: a count ``N`` (seeds ``0 .. N-1``) or explicit seeds.
+        device: a torch device or string; default :func:`ganrec_lite.get_device`.
+        split_data: an already loaded split (saves reloading it).
+        **overrides: hyper-parameters replacing the registered ones.
+
+    Returns:
+        The dict that the command line prints as JSON.
+    """
+    if method not in METHODS:
+        raise ValueError(
+            f"unknown method {method!r}; known methods: {', '.join(METHODS)}"
+        )
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known splits: {', '.join(SPLITS)}")
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        seeds = list(range(int(seeds)))
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    dev = get_device(None if device is None else str(device), verbose=False)
+    m = METHODS[method]
+    hp = {**m.hparams_for(split), **overrides}
+    data = split_data if split_data is not None else load_split(split)
+    keys = [f"{name}@{k}" for k in data.ks for name in data.metrics]
+    per_seed, seconds = {key: [] for key in keys}, []
+    t_all = time.perf_counter()
+    for seed in seeds:
+        t0 = time.perf_counter()
+        scores = m.fit(data.train, seed, dev, None, **hp)
+        result = evaluate(scores, data.train, data.test, ks=data.ks)
+        _sync(dev)
+        seconds.append(time.perf_counter() - t0)
+        for key in keys:
+            per_seed[key].append(result[key])
+    total = time.perf_counter() - t_all
+    commit, dirty = _git_commit()
+    return {
+        "method": method,
+        "split": split,
+        "protocol": data.card,
+        "seeds": seeds,
+        "metrics": {
+            key: [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
+            for key, v in per_seed.items()
+        },
+        "per_seed": per_seed,
+        "n_users": int(result["n_users"]),
+        "seconds": {
+            "per_run": [round(s, 3) for s in seconds],
+            "mean": round(float(np.mean(seconds)), 3),
+            "total": round(total, 3),
+        },
+        "hparams": hp,
+        "provenance": {
+            "commit": commit,
+            "dirty": dirty,
+            "device": _device_name(dev),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+            "ganrec_lite": __version__,
+            "torch_threads": torch.get_num_threads(),
+            "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+        },
+    }
+
+
+def append_jsonl(path, record: dict) -> Path:
+    """Append ``record`` as one JSON line to ``path`` (parent folders created).
+
+    The line is written with a single ``write`` on a file opened with ``O_APPEND``,
+    so concurrent runs appending to the same file do not interleave their lines.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, sort_keys=False) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_results(path) -> list[dict]:
+    """The records of a JSON-lines file written by ``--out`` (blank lines skipped).
+
+    Raises:
+        ValueError: a line is not a JSON object with ``method``, ``split`` and
+            ``metrics``.
+    """
+    records = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        if not isinstance(rec, dict) or not {"method", "split", "metrics"} <= set(rec):
+            raise ValueError(f"{path}:{n}: not a bench record")
+        records.append(rec)
+    return records
+
+
+# ------------------------------------------------------------------------------- CLI
+def _listing() -> str:
+    lines = ["methods:"]
+    lines += [f"  {m.name:<10} {m.description}" for m in METHODS.values()]
+    lines.append("splits:")
+    lines += [f"  {s.name:<14} {s.description}" for s in SPLITS.values()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ganrec_lite.bench",
+        description="Train and evaluate one method on one split; print one JSON line.",
+    )
+    parser.add_argument("method", nargs="?", help="a method name (see --list)")
+    parser.add_argument("--split", help="a split name (see --list)")
+    parser.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
+    parser.add_argument("--out", default=None, help="append the line to this file")
+    parser.add_argument("--list", action="store_true", help="list methods and splits")
+    args = parser.parse_args(argv)
+    if args.list:
+        print(_listing())
+        return 0
+    if args.method is None:
+        parser.error(f"name a METHOD (one of: {', '.join(METHODS)}) or use --list")
+    if args.method not in METHODS:
+        parser.error(
+            f"unknown method {args.method!r}; choose from: {', '.join(METHODS)}"
+        )
+    if args.split is None or args.split not in SPLITS:
+        what = (
+            "--split is required"
+            if args.split is None
+            else (f"unknown split {args.split!r}")
+        )
+        parser.error(f"{what}; choose from: {', '.join(SPLITS)}")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    try:
+        record = run(args.method, args.split, args.seeds, device=args.device)
+    except ValueError as exc:  # e.g. a device that does not exist here
+        parser.error(str(exc))
+    print(json.dumps(record))
+    if args.out:
+        append_jsonl(args.out, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Recommender models, one readable module per model."""
