@@ -290,7 +290,8 @@ def check_leakage(split: Split) -> None:
     vt = _pairs(split.valid).intersection(_pairs(split.test))
     if len(vt):
         raise LeakageError(
-            f"{len(vt)} pair(s) are in both valid and test, e.g. {tuple(map(int, vt[0]))}"
+            f"{len(vt)} pair(s) are in both valid and test, "
+            f"e.g. {tuple(map(int, vt[0]))}"
         )
     for label in ("item", "user"):
         cold = getattr(split, f"cold_{label}s")
