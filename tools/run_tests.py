@@ -37,8 +37,7 @@ def notebook_times(junit: Path) -> dict[str, float]:
         if ".ipynb" not in name:
             continue
         nb = name[: name.index(".ipynb") + len(".ipynb")]
-        if not nb.startswith("notebooks"):
-            nb = "notebooks/" + nb.split("notebooks.")[-1].split("/")[-1]
+        nb = "notebooks/" + nb.split("/")[-1].removeprefix("notebooks.")
         times[nb] += float(case.get("time", 0.0))
     return dict(sorted(times.items()))
 
@@ -60,7 +59,9 @@ def main(argv: list[str]) -> int:
     BUILD.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("TQDM_DISABLE", "1")
-    env.setdefault("MPLBACKEND", "Agg")
+    # MPLBACKEND stays unset: notebooks need the inline backend (nbval compares the
+    # text/plain part of every figure output).
+    env.pop("MPLBACKEND", None)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     junit = BUILD / "junit.xml"
