@@ -99,6 +99,8 @@ def status_markdown() -> str:
                 f"- {label} times: measured {t.get('generated', '?')} on "
                 f"{t.get('machine', '?')}."
             )
+            if t.get("note"):
+                lines.append(f"  {t['note']}")
         else:
             lines.append(f"- {label} times: {NOT_MEASURED}.")
     lines.append("")
