@@ -106,9 +106,15 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         peak_memory_child(int(sys.argv[2]))
     else:
+        import os
+
         import torch
 
-        print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-        ml100k()
-        random_ml1m()
+        print(f"torch {torch.__version__}; load average {os.getloadavg()[0]:.1f} "
+              "(timings need an otherwise idle machine)")  # fmt: skip
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            print(f"-- torch threads: {threads}")
+            ml100k()
+            random_ml1m()
         peak_memory()
