@@ -41,7 +41,7 @@ import torch
 from . import __version__
 from .data import load_movielens, load_published_split
 from .metrics import evaluate, protocol_card
-from .models import bpr, ease, popularity
+from .models import apr, bpr, cfgan, ease, popularity
 from .splits import random_split
 from .utils import get_device
 
@@ -219,6 +219,28 @@ register(
 )
 register(
     "ease", ease.fit, "EASE, closed form (Steck 2019)", ease.HPARAMS, ease.SPLIT_HPARAMS
+)
+register("cfgan", cfgan.fit, "CFGAN, ZR + PM (Chae et al. 2018)", cfgan.HPARAMS)
+register(
+    "cfgan-nogan",
+    cfgan.fit,
+    "CFGAN ablation: reconstruction loss instead of D",
+    {**cfgan.HPARAMS, "gan": False},
+)
+register(
+    "cfgan-nozr", cfgan.fit, "CFGAN ablation: no zero-reconstruction",
+    {**cfgan.HPARAMS, "zr": False},
+)  # fmt: skip
+register(
+    "cfgan-nopm", cfgan.fit, "CFGAN ablation: no partial masking",
+    {**cfgan.HPARAMS, "pm": False},
+)  # fmt: skip
+register(
+    "apr",
+    apr.fit,
+    "APR: BPR-MF pre-trained, then adversarial training (He et al. 2018)",
+    apr.HPARAMS,
+    apr.SPLIT_HPARAMS,
 )
 
 
