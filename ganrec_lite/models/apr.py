@@ -143,31 +143,20 @@ def fit(
     gen = torch.Generator(device=dev).manual_seed(seed + 1)  # APR phase's draws
     opt = torch.optim.Adam(model.parameters(), lr=h["lr"])
     sampler = bpr.NegativeSampler(X, dev)
-    coo = X.tocoo()
-    pos_u = torch.as_tensor(coo.row, dtype=torch.int64, device=dev)  # (nnz,)
-    pos_i = torch.as_tensor(coo.col, dtype=torch.int64, device=dev)  # (nnz,)
+    pos_u, pos_i = bpr.positive_pairs(X, dev)  # (nnz,), (nnz,)
     B, k = h["batch_size"], (h["dns_k"] if h["negatives"] == "dns" else None)
 
     def step(epoch: int) -> torch.Tensor:
-        perm = torch.randperm(len(pos_u), generator=gen, device=dev)
         total = torch.zeros((), device=dev)
-        for s in range(0, len(perm), B):
-            idx = perm[s : s + B]
-            u, i = pos_u[idx], pos_i[idx]  # (B,), (B,)
+        for u, i in bpr.shuffled_batches(pos_u, pos_i, B, gen):  # (B,), (B,)
             j = bpr.draw_negatives(model, sampler, u, k, gen)  # (B,)
             clean, adv = apr_loss(model, u, i, j, h["eps"], h["reg_adv"])
-            reg = (
-                model.P[u].pow(2).sum(1)
-                + model.Q[i].pow(2).sum(1)
-                + model.Q[j].pow(2).sum(1)
-                + model.b[i] ** 2
-                + model.b[j] ** 2
-            )
+            reg = bpr.l2_penalty(model, u, i, j).mean()
             opt.zero_grad(set_to_none=True)
-            (clean + h["reg_adv"] * adv + h["reg"] * reg.mean()).backward()
+            (clean + h["reg_adv"] * adv + h["reg"] * reg).backward()
             opt.step()
-            total += (clean + h["reg_adv"] * adv).detach() * len(idx)
-        return total / len(perm)
+            total += (clean + h["reg_adv"] * adv).detach() * len(u)
+        return total / len(pos_u)
 
     V = None if valid is None else as_csr(valid, "valid")
 
@@ -220,9 +209,7 @@ def adversarial_robustness(
         )
     dev = model.P.device
     gen = torch.Generator(device=dev).manual_seed(int(seed))
-    coo = X.tocoo()
-    u = torch.as_tensor(coo.row, dtype=torch.int64, device=dev)  # (nnz,)
-    i = torch.as_tensor(coo.col, dtype=torch.int64, device=dev)  # (nnz,)
+    u, i = bpr.positive_pairs(X, dev)  # (nnz,), (nnz,)
     j = bpr.NegativeSampler(X, dev).sample(u, generator=gen)  # (nnz,)
     if kind == "grad":
         dP, dQ = fgsm_deltas(model, u, i, j, 1.0)  # unit rows, scaled below

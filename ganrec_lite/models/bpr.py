@@ -178,6 +178,33 @@ def draw_negatives(
     return cand.gather(1, best).squeeze(1)  # (B,)
 
 
+def positive_pairs(X, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (user, item) index pairs of a CSR matrix's positives, on ``device``."""
+    coo = X.tocoo()
+    pos_u = torch.as_tensor(coo.row, dtype=torch.int64, device=device)  # (nnz,)
+    pos_i = torch.as_tensor(coo.col, dtype=torch.int64, device=device)  # (nnz,)
+    return pos_u, pos_i
+
+
+def shuffled_batches(pos_u, pos_i, batch_size: int, gen: torch.Generator):
+    """Yield ``(u, i)`` batches of the positive pairs in one seeded random order."""
+    perm = torch.randperm(len(pos_u), generator=gen, device=pos_u.device)
+    for s in range(0, len(perm), batch_size):
+        idx = perm[s : s + batch_size]
+        yield pos_u[idx], pos_i[idx]  # (B,), (B,)
+
+
+def l2_penalty(model: MF, u, i, j) -> torch.Tensor:
+    """Per-triple squared L2 norm of the parameters a BPR step touches: (B,)."""
+    return (
+        model.P[u].pow(2).sum(1)
+        + model.Q[i].pow(2).sum(1)
+        + model.Q[j].pow(2).sum(1)
+        + model.b[i] ** 2
+        + model.b[j] ** 2
+    )
+
+
 def bpr_loss(x_ui: torch.Tensor, x_uj: torch.Tensor) -> torch.Tensor:
     """``-mean log sigma(x_ui - x_uj)``, computed stably as softplus."""
     return F.softplus(x_uj - x_ui).mean()
@@ -227,31 +254,19 @@ def fit(
     model = MF(n_users, n_items, h["dim"], h["init_std"]).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=h["lr"])
     sampler = NegativeSampler(X, dev)
-    coo = X.tocoo()
-    pos_u = torch.as_tensor(coo.row, dtype=torch.int64, device=dev)  # (nnz,)
-    pos_i = torch.as_tensor(coo.col, dtype=torch.int64, device=dev)  # (nnz,)
+    pos_u, pos_i = positive_pairs(X, dev)  # (nnz,), (nnz,)
     B, k = h["batch_size"], (h["dns_k"] if h["negatives"] == "dns" else None)
 
     def step(epoch: int) -> torch.Tensor:
-        perm = torch.randperm(len(pos_u), generator=gen, device=dev)
         total = torch.zeros((), device=dev)
-        for s in range(0, len(perm), B):
-            idx = perm[s : s + B]
-            u, i = pos_u[idx], pos_i[idx]  # (B,), (B,)
+        for u, i in shuffled_batches(pos_u, pos_i, B, gen):  # (B,), (B,)
             j = draw_negatives(model, sampler, u, k, gen)  # (B,)
             loss = bpr_loss(model(u, i), model(u, j))
-            reg = (
-                model.P[u].pow(2).sum(1)
-                + model.Q[i].pow(2).sum(1)
-                + model.Q[j].pow(2).sum(1)
-                + model.b[i] ** 2
-                + model.b[j] ** 2
-            )
             opt.zero_grad(set_to_none=True)
-            (loss + h["reg"] * reg.mean()).backward()
+            (loss + h["reg"] * l2_penalty(model, u, i, j).mean()).backward()
             opt.step()
-            total += loss.detach() * len(idx)
-        return total / len(perm)
+            total += loss.detach() * len(u)
+        return total / len(pos_u)
 
     V = None if valid is None else as_csr(valid, "valid")
     if V is not None and V.shape != X.shape:
