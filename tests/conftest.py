@@ -208,3 +208,17 @@ def no_sleep(monkeypatch) -> list:
     sleeps: list = []
     monkeypatch.setattr(registry, "time", SimpleNamespace(sleep=sleeps.append))
     return sleeps
+
+
+@pytest.fixture(scope="session")
+def synthetic_split():
+    """A planted low-rank dataset, 200 users x 300 items, 15% density, split 80/20
+    per user: ``(train, test)`` boolean CSR matrices. Small enough for model tests."""
+    from ganrec_lite.data import make_synthetic
+    from ganrec_lite.splits import random_split
+
+    ml = make_synthetic(n_users=200, n_items=300, rank=4, density=0.15, seed=0)
+    s = random_split(
+        ml.ratings, test_ratio=0.2, seed=0, n_users=ml.n_users, n_items=ml.n_items
+    )
+    return s.matrix("train"), s.matrix("test")
