@@ -41,8 +41,8 @@ import torch
 from . import __version__
 from .data import load_movielens, load_published_split
 from .metrics import evaluate, protocol_card
-from .models import apr, bpr, cfgan, ease, irgan, popularity
-from .splits import random_split
+from .models import apr, bpr, cfgan, coldstart, ease, irgan, popularity
+from .splits import cold_start_items, random_split
 from .utils import get_device
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "SPLITS",
     "register",
     "load_split",
+    "evaluate_split",
     "run",
     "append_jsonl",
     "read_results",
@@ -71,6 +72,9 @@ class SplitData:
     ks: tuple[int, ...]
     metrics: tuple[str, ...]
     card: str
+    # extra evaluations: name -> (test positives, candidate items (n_items,) bool);
+    # :func:`run` reports them as "<name>/<metric>@<k>"
+    parts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -83,7 +87,7 @@ class SplitSpec:
     positives: str
     ks: tuple[int, ...]
     metrics: tuple[str, ...]
-    load: Callable[[], tuple[sp.csr_matrix, sp.csr_matrix, str]]
+    load: Callable[[], tuple]  # -> (train, test, kind) or (train, test, kind, parts)
 
 
 def _published(name: str):
@@ -111,6 +115,27 @@ def _ml100k_random():
     )
     t = RANDOM_MIN_RATING - 1  # to_matrix keeps rating > threshold
     return s.matrix("train", threshold=t), s.matrix("test", threshold=t), s.kind
+
+
+# coldstart-ml100k: Chapter 5.7's cold items, with a warm test part for mixed ranking.
+COLD_SPLIT_SEED = 0
+COLD_ITEM_RATIO = 0.2
+
+
+def _coldstart_ml100k():
+    ml = load_movielens("ml-100k")
+    shape = {"n_users": ml.n_users, "n_items": ml.n_items}
+    cs = cold_start_items(ml.ratings, COLD_ITEM_RATIO, seed=COLD_SPLIT_SEED, **shape)
+    warm = random_split(cs.train, test_ratio=0.2, seed=COLD_SPLIT_SEED, **shape)
+    t = RANDOM_MIN_RATING - 1  # positives: rating >= 4
+    train = warm.matrix("train", threshold=t)
+    warm_test = warm.matrix("test", threshold=t)
+    cold_test = cs.matrix("test", threshold=t)
+    is_cold = np.zeros(ml.n_items, dtype=bool)
+    is_cold[cs.cold_items] = True
+    parts = {"cold": (cold_test, is_cold), "warm": (warm_test, ~is_cold)}
+    kind = f"{cs.kind}; warm interactions per-user 80/20; main metrics: mixed ranking"
+    return train, (warm_test + cold_test).astype(bool).tocsr(), kind, parts
 
 
 SPLITS: dict[str, SplitSpec] = {
@@ -142,6 +167,16 @@ SPLITS: dict[str, SplitSpec] = {
         ("precision", "recall", "ndcg", "mrr"),
         _ml100k_random,
     ),
+    "coldstart-ml100k": SplitSpec(
+        "coldstart-ml100k",
+        "ML-100K, 20% of items cold (never in train, split seed 0), the warm "
+        "interactions per-user 80/20; positives rating >= 4; parts cold/warm",
+        "ML-100K",
+        "rating >= 4",
+        (20,),
+        ("recall", "ndcg", "precision"),
+        _coldstart_ml100k,
+    ),
 }
 
 
@@ -154,7 +189,9 @@ def load_split(name: str) -> SplitData:
     if name not in SPLITS:
         raise ValueError(f"unknown split {name!r}; known splits: {', '.join(SPLITS)}")
     spec = SPLITS[name]
-    train, test, kind = spec.load()
+    out = spec.load()
+    train, test, kind = out[:3]
+    parts = out[3] if len(out) > 3 else {}
     n_eval = int((test.getnnz(axis=1) > 0).sum())
     card = protocol_card(
         dataset=spec.dataset,
@@ -164,7 +201,24 @@ def load_split(name: str) -> SplitData:
         n_users=n_eval,
         n_items=train.shape[1],
     )
-    return SplitData(name, train, test, spec.ks, spec.metrics, card)
+    for part, (m, cand) in parts.items():
+        n_part = int((m.getnnz(axis=1) > 0).sum())
+        card += f" | part {part}: {int(cand.sum())} candidate items, {n_part} users"
+    return SplitData(name, train, test, spec.ks, spec.metrics, card, dict(parts))
+
+
+def evaluate_split(scores, data: SplitData) -> dict:
+    """The metrics of ``scores`` on ``data``: the main test, then every part, where
+    only the part's candidate items are ranked (keys ``"<part>/<metric>@<k>"``)."""
+    out = evaluate(scores, data.train, data.test, ks=data.ks)
+    if data.parts:
+        S = torch.as_tensor(scores) if isinstance(scores, np.ndarray) else scores
+        for part, (test, cand) in data.parts.items():
+            keep = torch.as_tensor(cand, device=S.device)  # (I,) bool
+            masked = S.masked_fill(~keep, float("-inf"))  # (U, I)
+            r = evaluate(masked, data.train, test, ks=data.ks)
+            out.update({f"{part}/{k}": v for k, v in r.items()})
+    return out
 
 
 # ---------------------------------------------------------------------------- methods
@@ -268,6 +322,43 @@ register(
     selects_on_test=True,
 )
 register(
+    "pop-oracle",
+    coldstart.fit_pop_oracle,
+    "popularity counted on train AND TEST: the ceiling of non-personalised ranking",
+    selects_on_test=True,
+)
+register(
+    "text-pop",
+    coldstart.fit_text_pop,
+    "popularity among cold items estimated from their text (ridge on warm items)",
+    coldstart.POP_HPARAMS,
+)
+register(
+    "text-knn",
+    coldstart.fit_text_knn,
+    "cosine of a user's mean liked-item text with each item's text (MiniLM)",
+    coldstart.KNN_HPARAMS,
+)
+register(
+    "text-regress",
+    coldstart.fit_text_regress,
+    "BPR-MF; cold items' embeddings by ridge regression from text",
+    coldstart.REGRESS_HPARAMS,
+)
+register(
+    "text-gan",
+    coldstart.fit_text_gan,
+    "BPR-MF; cold items' embeddings from a text generator trained with the "
+    "recommender and a discriminator (LARA/GAR family)",
+    coldstart.GAN_HPARAMS,
+)
+register(
+    "text-gan-noadv",
+    coldstart.fit_text_gan,
+    "text-gan ablation: no discriminator",
+    {**coldstart.GAN_HPARAMS, "adv_weight": 0.0},
+)
+register(
     "apr",
     apr.fit,
     "APR: BPR-MF pre-trained, then adversarial training (He et al. 2018)",
@@ -352,13 +443,14 @@ def run(
     hp = {**m.hparams_for(split), **overrides}
     data = split_data if split_data is not None else load_split(split)
     keys = [f"{name}@{k}" for k in data.ks for name in data.metrics]
+    keys += [f"{p}/{key}" for p in data.parts for key in keys]
     per_seed, seconds = {key: [] for key in keys}, []
     t_all = time.perf_counter()
     for seed in seeds:
         t0 = time.perf_counter()
         valid = data.test if m.selects_on_test else None
         scores = m.fit(data.train, seed, dev, valid, **hp)
-        result = evaluate(scores, data.train, data.test, ks=data.ks)
+        result = evaluate_split(scores, data)
         _sync(dev)
         seconds.append(time.perf_counter() - t0)
         for key in keys:
