@@ -41,7 +41,7 @@ import torch
 from . import __version__
 from .data import load_movielens, load_published_split
 from .metrics import evaluate, protocol_card
-from .models import apr, bpr, cfgan, coldstart, ease, irgan, popularity
+from .models import apr, bpr, cfgan, coldstart, ease, irgan, lightgcn, popularity
 from .splits import cold_start_items, random_split
 from .utils import get_device
 
@@ -322,6 +322,30 @@ register(
     selects_on_test=True,
 )
 register(
+    "lightgcn",
+    lightgcn.fit,
+    "LightGCN, 3 layers, BPR (He et al. 2020)",
+    lightgcn.LIGHTGCN_HPARAMS,
+)
+register(
+    "sgl",
+    lightgcn.fit,
+    "SGL-ED: LightGCN + InfoNCE between edge-dropout views (Wu et al. 2021)",
+    lightgcn.SGL_HPARAMS,
+)
+register(
+    "simgcl",
+    lightgcn.fit,
+    "SimGCL: LightGCN + InfoNCE between noisy views (Yu et al. 2022)",
+    lightgcn.SIMGCL_HPARAMS,
+)
+register(
+    "simgcl-adv",
+    lightgcn.fit,
+    "SimGCL with one adversarial (fast-gradient) view instead of random noise",
+    lightgcn.SIMGCL_ADV_HPARAMS,
+)
+register(
     "pop-oracle",
     coldstart.fit_pop_oracle,
     "popularity counted on train AND TEST: the ceiling of non-personalised ranking",
@@ -534,7 +558,7 @@ def _listing() -> str:
     lines = ["methods:"]
     lines += [f"  {m.name:<15} {m.description}" for m in METHODS.values()]
     lines.append("splits:")
-    lines += [f"  {s.name:<14} {s.description}" for s in SPLITS.values()]
+    lines += [f"  {s.name:<17} {s.description}" for s in SPLITS.values()]
     return "\n".join(lines)
 
 
