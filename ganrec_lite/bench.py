@@ -288,6 +288,13 @@ register(
 )
 register("cfgan", cfgan.fit, "CFGAN, ZR + PM (Chae et al. 2018)", cfgan.HPARAMS)
 register(
+    "cfgan-testsel",
+    cfgan.fit,
+    "CFGAN, epochs chosen on TEST NDCG@20 every 5 (the released code's protocol)",
+    {**cfgan.HPARAMS, "epochs": 300},
+    selects_on_test=True,
+)
+register(
     "cfgan-nogan",
     cfgan.fit,
     "CFGAN ablation: reconstruction loss instead of D",
