@@ -76,8 +76,17 @@ def check_close(
     passed(exercise)
 
 
-def check_true(exercise: str, condition: bool, hint: str) -> None:
-    """Check a property of the answer; ``hint`` says what failed."""
+_UNSET = object()
+
+
+def check_true(exercise: str, condition: bool, hint: str, *, answer=_UNSET) -> None:
+    """Check a property of the answer; ``hint`` says what failed.
+
+    Pass ``answer=`` (the student's value) when ``condition`` is computed from it:
+    a stub still holding ``...`` then raises :class:`NoAnswerYet`, not a failure.
+    """
+    if answer is not _UNSET:
+        _require(exercise, answer)
     _require(exercise, condition)
     if not bool(condition):
         raise ExerciseError(f"{exercise}: not yet right. {hint}")

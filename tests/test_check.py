@@ -107,3 +107,11 @@ def test_unanswered_exercises(stub):
 
 def test_exercise_error_is_an_assertion():
     assert issubclass(ExerciseError, AssertionError)
+
+
+def test_check_true_with_an_unanswered_stub_is_no_answer_yet():
+    best = ...
+    with pytest.raises(NoAnswerYet, match="T4: no answer yet"):
+        check_true("T4", best == "ease", "compare names", answer=best)
+    with pytest.raises(ExerciseError):
+        check_true("T5", "bpr" == "ease", "compare names", answer="bpr")
