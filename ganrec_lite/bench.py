@@ -122,11 +122,20 @@ COLD_SPLIT_SEED = 0
 COLD_ITEM_RATIO = 0.2
 
 
-def _coldstart_ml100k():
+def coldstart_splits():
+    """The two splits behind ``coldstart-ml100k``: ``(ml, cold, warm)``, where
+    ``cold`` holds the cold items out entirely and ``warm`` splits the rest per user
+    80/20. ``warm.train`` is the only rating table a model (or a user-profile
+    prompt, Chapter 5.9) may read."""
     ml = load_movielens("ml-100k")
     shape = {"n_users": ml.n_users, "n_items": ml.n_items}
     cs = cold_start_items(ml.ratings, COLD_ITEM_RATIO, seed=COLD_SPLIT_SEED, **shape)
     warm = random_split(cs.train, test_ratio=0.2, seed=COLD_SPLIT_SEED, **shape)
+    return ml, cs, warm
+
+
+def _coldstart_ml100k():
+    ml, cs, warm = coldstart_splits()
     t = RANDOM_MIN_RATING - 1  # positives: rating >= 4
     train = warm.matrix("train", threshold=t)
     warm_test = warm.matrix("test", threshold=t)
