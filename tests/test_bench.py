@@ -93,6 +93,22 @@ def test_bad_arguments_list_the_valid_names(capsys):
         bench.load_split("nope")
 
 
+def test_text_option_reaches_the_text_methods_only(shared_data, capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["bpr", "--split", "coldstart-ml100k", "--text", "generated"])
+    assert exc.value.code == 2
+    assert "--text applies to the text methods" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["text-knn", "--split", "coldstart-ml100k", "--text", "poems"])
+    assert "invalid choice" in capsys.readouterr().err
+    args = ["text-knn", "--split", "coldstart-ml100k", "--text", "generated"]
+    assert bench.main(args) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["hparams"]["text"] == "generated"
+    titles = bench.run("text-knn", "coldstart-ml100k", 1, device="cpu")
+    assert rec["metrics"]["cold/ndcg@20"] != titles["metrics"]["cold/ndcg@20"]
+
+
 def test_out_appends_lines(shared_data, tmp_path, capsys):
     path = tmp_path / "deep" / "results.jsonl"
     for seeds in ("1", "2"):

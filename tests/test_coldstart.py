@@ -94,6 +94,46 @@ def test_text_gan_keeps_warm_items_and_selects_an_epoch(planted):
     torch.testing.assert_close(S, again)  # seeded
 
 
+def test_text_knn_with_generated_profiles(planted):
+    train, _, T = planted
+    g = torch.Generator().manual_seed(3)
+    prof = torch.randn(200, 32, generator=g)
+    S = coldstart.fit_text_knn(train, 0, "cpu", T=T, profiles=prof, user="generated")
+    Tn = F.normalize(T, dim=1)
+    torch.testing.assert_close(S, F.normalize(prof, dim=1) @ Tn.T, atol=1e-5, rtol=0)
+    liked = coldstart.fit_text_knn(train, device="cpu", T=T)
+    both = coldstart.fit_text_knn(train, device="cpu", T=T, profiles=prof, user="both")
+    # "both": the cosine with the sum of the two unit profiles
+    Xt = torch.as_tensor(train.toarray(), dtype=torch.float32)
+    mean_liked = F.normalize(Xt @ Tn, dim=1)
+    expect = F.normalize(mean_liked + F.normalize(prof, dim=1), dim=1) @ Tn.T
+    torch.testing.assert_close(both, expect, atol=1e-5, rtol=0)
+    assert not torch.allclose(both, S) and not torch.allclose(both, liked)
+    with pytest.raises(ValueError, match="profiles must be"):
+        coldstart.fit_text_knn(train, 0, "cpu", T=T, profiles=prof[:5], user="both")
+    with pytest.raises(ValueError, match="user must be"):
+        coldstart.fit_text_knn(train, 0, "cpu", T=T, user="everyone")
+
+
+def test_generated_profiles_refuse_another_training_matrix(planted, shared_data):
+    train, _, _ = planted
+    with pytest.raises(ValueError, match="leak"):
+        coldstart.user_profile_embeddings(train)
+
+
+@pytest.mark.parametrize("backbone", ["lightgcn", "simgcl"])
+def test_text_gan_on_a_lightgcn_backbone(planted, backbone):
+    train, _, T = planted
+    S, G, model, hist = coldstart.fit_text_gan(
+        train, 0, "cpu", T=T, return_model=True, backbone=backbone, **FAST_GAN
+    )
+    warm = np.asarray(train.sum(axis=0)).ravel() > 0
+    torch.testing.assert_close(S[:, warm], model.full_scores()[:, warm])
+    assert torch.isfinite(S).all() and hist["best_epoch"] >= 1
+    with pytest.raises(ValueError, match="backbone must be"):
+        coldstart.fit_text_gan(train, 0, "cpu", T=T, backbone="svd")
+
+
 def test_adv_weight_zero_is_the_ablation(planted):
     train, _, T = planted
     a = coldstart.fit_text_gan(train, 0, "cpu", T=T, **FAST_GAN)
@@ -173,3 +213,17 @@ def test_parts_rank_only_their_candidates(shared_data):
     S = S.masked_fill(~torch.as_tensor(is_cold), float("-inf"))
     ref = evaluate(S, d.train, cold_test, ks=(20,))["ndcg@20"]
     assert m["cold/ndcg@20"][0] == pytest.approx(ref)
+
+
+def test_combined_split_parts_sparse_and_warm_users(shared_data):
+    d = bench.load_split("combined-ml100k")
+    _, _, warm = bench.coldstart_splits()
+    n = np.bincount(warm.train["user"], minlength=d.train.shape[0])  # (U,) ratings
+    sparse_test, cand = d.parts["sparse-users"]
+    other_test, cand2 = d.parts["warm-users"]
+    assert cand.all() and cand2.all()  # every item is a candidate
+    has = lambda m: np.asarray(m.getnnz(axis=1)) > 0  # noqa: E731
+    assert (n[has(sparse_test)] < 20).all() and (n[has(other_test)] >= 20).all()
+    assert ((sparse_test + other_test) != d.test).nnz == 0  # a partition of test
+    assert has(sparse_test).sum() == 202  # users with a test positive
+    assert {"cold", "warm"} <= set(d.parts)

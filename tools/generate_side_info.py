@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     with os.fdopen(fd, "w") as fh:
         json.dump(rec, fh, indent=1, ensure_ascii=False)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, out)
     print(json.dumps(seconds), "->", out)
     return 0

@@ -79,9 +79,7 @@ def main(argv: list[str]) -> int:
     if junit.exists():
         times = notebook_times(junit)
         if times:
-            print(
-                f"\nPer-notebook time under nbval ({os.cpu_count()} CPU cores):"
-            )
+            print(f"\nPer-notebook time under nbval ({os.cpu_count()} CPU cores):")
             for nb, sec in times.items():
                 print(f"  {nb:55s} {sec:7.1f} s")
             print(f"  {'all notebooks':55s} {sum(times.values()):7.1f} s")

@@ -20,6 +20,13 @@ for every user, warm and cold alike:
   et al. 2020, and GAR, Chen et al. 2022). ``adv_weight=0`` removes the adversary:
   the ablation.
 
+Chapter 5.9 adds LLM-written side information (:mod:`ganrec_lite.llm`): ``text=
+"generated"`` embeds each item's text followed by SmolLM2's description of it,
+``"description"`` the description alone; ``fit_text_knn(user="generated")`` replaces
+the mean of liked items by the embedding of the user's generated taste profile
+(``"both"`` adds the two). Chapter 5.10 swaps the CF model under ``fit_text_gan``
+(``backbone``: BPR, or LightGCN / SimGCL / SimGCL-adv from Chapter 5.8).
+
 Warm items keep their BPR embeddings in the two CF-based methods; only cold items get
 generated ones. ``G`` is selected on *pseudo-cold* items: a share of the warm items is
 withheld from ``G``'s training, and the epoch whose generated embeddings rank those
@@ -47,7 +54,10 @@ __all__ = [
     "KNN_HPARAMS",
     "REGRESS_HPARAMS",
     "GAN_HPARAMS",
+    "USERS",
+    "BACKBONES",
     "item_embeddings",
+    "user_profile_embeddings",
     "ridge",
     "fit_text_knn",
     "fit_text_regress",
@@ -56,13 +66,16 @@ __all__ = [
     "fit_text_pop",
 ]
 
-TEXTS = ("titles",)  # Chapter 5.9 adds "generated"
-KNN_HPARAMS = {"text": "titles"}
+TEXTS = ("titles", "generated", "description")  # the last two: Chapter 5.9
+USERS = ("liked", "generated", "both")  # text-knn's user profile
+BACKBONES = ("bpr", "lightgcn", "simgcl", "simgcl-adv")  # text-gan's CF model
+KNN_HPARAMS = {"text": "titles", "user": "liked"}
 POP_HPARAMS = {"text": "titles", "ridge": 1.0}
 REGRESS_HPARAMS = {"text": "titles", "ridge": 1.0, "bpr_epochs": 45}
 GAN_HPARAMS = {
     "text": "titles",
-    "bpr_epochs": 45,  # the BPR model whose embedding space G writes into
+    "backbone": "bpr",  # the CF model whose embedding space G writes into
+    "bpr_epochs": 45,  # (the LightGCN family trains its own tuned epochs)
     "hidden": 256,  # G: 384 -> 256 -> d + 1; D: (d + 1) + d -> 128 -> 1
     "hidden_D": 128,
     "epochs": 15,  # passes over the warm positives (best pseudo-cold epoch kept)
@@ -80,12 +93,17 @@ GAN_HPARAMS = {
 def item_embeddings(text: str = "titles", n_items: int | None = None) -> torch.Tensor:
     """(n_items, 384) unit-norm text embeddings of the ML-100K items (cached on disk).
 
-    ``"titles"``: ``"Title (year). Genres: ..."`` (:func:`ganrec_lite.text.item_text`).
+    ``"titles"``: ``"Title (year). Genres: ..."`` (:func:`ganrec_lite.text.item_text`);
+    ``"generated"``: that text, then SmolLM2's description of the item (the committed
+    generations, :func:`ganrec_lite.llm.replayed`); ``"description"``: the
+    description alone.
 
     Raises:
-        ValueError: unknown ``text``, or ``n_items`` other than ML-100K's 1,682.
+        ValueError: unknown ``text``, ``n_items`` other than ML-100K's 1,682, or
+            generations made from other prompts than today's data gives.
     """
     from ..data import load_movielens
+    from ..llm import item_prompts, replayed
     from ..text import TextEncoder, item_text
 
     if text not in TEXTS:
@@ -96,7 +114,44 @@ def item_embeddings(text: str = "titles", n_items: int | None = None) -> torch.T
             f"the text methods know ML-100K's {ml.n_items} items; the matrix has "
             f"{n_items} columns"
         )
-    return TextEncoder().encode(item_text(ml.items))
+    texts = item_text(ml.items)
+    if text != "titles":
+        desc = replayed("items", item_prompts(ml.items))
+        texts = desc if text == "description" else [
+            f"{t}. {d}" for t, d in zip(texts, desc, strict=True)
+        ]  # fmt: skip
+    return TextEncoder().encode(texts)
+
+
+def user_profile_embeddings(train) -> torch.Tensor:
+    """(n_users, 384) unit-norm embeddings of SmolLM2's taste profile of each user
+    (Chapter 5.9); a user with no training rating gets a zero row.
+
+    The profiles were written from ``coldstart-ml100k``'s training ratings, so they
+    may only be used with that training matrix: on another split they would carry
+    its test ratings.
+
+    Raises:
+        ValueError: ``train`` is not ``coldstart-ml100k``'s training matrix.
+    """
+    from ..bench import _coldstart_ml100k, coldstart_splits
+    from ..llm import replayed, user_prompts
+    from ..text import TextEncoder
+
+    X = as_csr(train, "train")
+    ref = _coldstart_ml100k()[0]
+    if X.shape != ref.shape or (X != ref).nnz:
+        raise ValueError(
+            "the generated user profiles were written from coldstart-ml100k's "
+            "training ratings; with another training matrix they would leak its test "
+            "ratings (use user='liked')"
+        )
+    ml, _, warm = coldstart_splits()
+    msgs = user_prompts(warm.train, ml.items, ml.n_users)
+    texts = replayed("users", msgs)
+    emb = TextEncoder().encode([t if t else "-" for t in texts])  # (U, 384)
+    empty = torch.as_tensor([not t for t in texts])
+    return emb.masked_fill(empty[:, None], 0.0)
 
 
 def _warm_cold(X) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +178,10 @@ def _check(h: dict, known: dict, name: str) -> dict:
         )
     if h["text"] not in TEXTS:
         raise ValueError(f"text must be one of {TEXTS}, got {h['text']!r}")
+    if "user" in h and h["user"] not in USERS:
+        raise ValueError(f"user must be one of {USERS}, got {h['user']!r}")
+    if "backbone" in h and h["backbone"] not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {h['backbone']!r}")
     return h
 
 
@@ -176,11 +235,16 @@ def fit_text_pop(train, seed: int = 0, device=None, valid=None, *, T=None, **hpa
 
 
 # ---------------------------------------------------------------------- text k-NN
-def fit_text_knn(train, seed: int = 0, device=None, valid=None, *, T=None, **hparams):
-    """Cosine between each user's mean liked-item text and every item's text.
+def fit_text_knn(
+    train, seed: int = 0, device=None, valid=None, *, T=None, profiles=None, **hparams
+):
+    """Cosine between each user's profile and every item's text.
 
-    ``T`` (n_items, d) replaces the encoder's embeddings (tests, other encoders).
-    Returns an (n_users, n_items) tensor; users with no positive score 0 everywhere.
+    The profile (``user``): ``"liked"``, the mean text of the items the user liked;
+    ``"generated"``, the embedding of SmolLM2's taste profile (Chapter 5.9;
+    ``profiles`` (n_users, d) replaces it); ``"both"``, the sum of the two, each
+    normalised. ``T`` (n_items, d) replaces the items' embeddings (tests, other
+    encoders). Returns an (n_users, n_items) tensor; a user with no profile scores 0.
     """
     h = _check({**KNN_HPARAMS, **hparams}, KNN_HPARAMS, "text-knn")
     X, T = _text(train, h, T)
@@ -188,6 +252,17 @@ def fit_text_knn(train, seed: int = 0, device=None, valid=None, *, T=None, **hpa
     T = F.normalize(T.to(dev), dim=1)  # (I, d)
     Xt = torch.as_tensor(X.toarray(), dtype=torch.float32, device=dev)  # (U, I)
     profile = F.normalize(Xt @ T, dim=1)  # (U, d) mean direction of liked items
+    if h["user"] != "liked":
+        if profiles is None:
+            profiles = user_profile_embeddings(X)
+        G = torch.as_tensor(profiles, dtype=torch.float32, device=dev)  # (U, d)
+        if G.shape != (X.shape[0], T.shape[1]):
+            raise ValueError(
+                f"profiles must be (n_users={X.shape[0]}, {T.shape[1]}), got "
+                f"{tuple(G.shape)}"
+            )
+        G = F.normalize(G, dim=1)
+        profile = G if h["user"] == "generated" else F.normalize(profile + G, dim=1)
     return profile @ T.T  # (U, I)
 
 
@@ -219,6 +294,26 @@ def fit_text_regress(
 
 
 # ------------------------------------------------------------------------ text GAN
+def _backbone(X, seed, dev, h):
+    """The CF model G writes into: user rows ``P`` (U, d), item rows ``[q_i, b_i]``
+    (I, d + 1) (LightGCN's family has no bias: ``b = 0``), and the model."""
+    if h["backbone"] == "bpr":
+        model = _bpr(X, seed, dev, h["bpr_epochs"])
+        P, Q, b = model.P, model.Q, model.b
+    else:
+        from . import lightgcn
+
+        _, model, _ = lightgcn.fit(
+            X, seed, dev, None, return_model=True, variant=h["backbone"]
+        )
+        with torch.no_grad():
+            P, Q = model.split(model())  # (U, d), (I, d): propagated
+        b = torch.zeros(len(Q), device=Q.device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return P.detach(), torch.cat([Q, b[:, None]], 1).detach(), model
+
+
 def _pseudo_cold(warm: np.ndarray, share: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = max(1, int(round(share * len(warm))))
@@ -238,8 +333,9 @@ def fit_text_gan(
     """Train the text-to-embedding generator against BPR's embeddings (see module).
 
     Returns the (n_users, n_items) scores, and with ``return_model`` also
-    ``(G, mf, history)`` where ``history`` holds ``epochs`` (evaluated epochs), ``ndcg``
-    (pseudo-cold NDCG@20 at each) and ``best_epoch``.
+    ``(G, model, history)``, where ``model`` is the backbone and ``history`` holds
+    ``epochs`` (evaluated epochs), ``ndcg`` (pseudo-cold NDCG@20 at each) and
+    ``best_epoch``.
     """
     h = _check({**GAN_HPARAMS, **hparams}, GAN_HPARAMS, "text-gan")
     for key in ("bpr_epochs", "hidden", "hidden_D", "epochs", "batch_size"):
@@ -251,11 +347,7 @@ def fit_text_gan(
         raise ValueError(f"pseudo_cold must be in (0, 1), got {h['pseudo_cold']!r}")
     X, T = _text(train, h, T)
     dev = resolve_device(device)
-    mf = _bpr(X, seed, dev, h["bpr_epochs"])
-    for p in mf.parameters():
-        p.requires_grad_(False)
-    P = mf.P.detach()  # (U, d)
-    Y = torch.cat([mf.Q, mf.b[:, None]], 1).detach()  # (I, d + 1) real items
+    P, Y, mf = _backbone(X, seed, dev, h)  # (U, d), (I, d + 1) real items
     d = P.shape[1]
     warm, cold = _warm_cold(X)
     held = _pseudo_cold(warm, h["pseudo_cold"], seed)  # pseudo-cold items
