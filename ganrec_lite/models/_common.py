@@ -36,6 +36,17 @@ def resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
+def check_known(h: dict, known, name: str, context: str = "") -> None:
+    """Refuse hyper-parameters that ``known`` does not list, naming them and the
+    known ones (``name`` is the model's, ``context`` a suffix such as the variant)."""
+    unknown = set(h) - set(known)
+    if unknown:
+        raise ValueError(
+            f"unknown {name} hyper-parameter(s) {sorted(unknown)}{context}; "
+            f"known: {sorted(known)}"
+        )
+
+
 def positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")

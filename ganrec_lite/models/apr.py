@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..metrics import evaluate
 from ..train import History, train_epochs
 from . import bpr
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 
 __all__ = [
     "HPARAMS",
@@ -67,12 +67,7 @@ SPLIT_HPARAMS = {
 
 
 def _check(h: dict) -> dict:
-    unknown = set(h) - set(HPARAMS)
-    if unknown:
-        raise ValueError(
-            f"unknown APR hyper-parameter(s) {sorted(unknown)}; "
-            f"known: {sorted(HPARAMS)}"
-        )
+    check_known(h, HPARAMS, "APR")
     for key in ("dim", "batch_size", "dns_k", "pretrain_epochs", "epochs"):
         positive_int(key, h[key])
     for key in ("lr", "reg", "init_std", "eps", "reg_adv"):

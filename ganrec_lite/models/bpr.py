@@ -50,7 +50,7 @@ from torch import nn
 
 from ..metrics import evaluate
 from ..train import History, train_epochs
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 
 __all__ = [
     "HPARAMS",
@@ -211,12 +211,7 @@ def bpr_loss(x_ui: torch.Tensor, x_uj: torch.Tensor) -> torch.Tensor:
 
 
 def _check(h: dict) -> dict:
-    unknown = set(h) - set(HPARAMS)
-    if unknown:
-        raise ValueError(
-            f"unknown BPR hyper-parameter(s) {sorted(unknown)}; "
-            f"known: {sorted(HPARAMS)}"
-        )
+    check_known(h, HPARAMS, "BPR")
     for key in ("dim", "epochs", "batch_size", "dns_k"):
         positive_int(key, h[key])
     for key in ("lr", "reg", "init_std"):

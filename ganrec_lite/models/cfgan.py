@@ -39,7 +39,7 @@ from torch import nn
 from ..gan import CondMLP, discriminator_loss, generator_loss, mlp
 from ..metrics import evaluate
 from ..train import History, train_epochs
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 
 __all__ = ["HPARAMS", "MODES", "sample_negatives", "CFGAN", "fit"]
 
@@ -110,12 +110,7 @@ class CFGAN(nn.Module):
 
 
 def _check(h: dict) -> dict:
-    unknown = set(h) - set(HPARAMS)
-    if unknown:
-        raise ValueError(
-            f"unknown CFGAN hyper-parameter(s) {sorted(unknown)}; "
-            f"known: {sorted(HPARAMS)}"
-        )
+    check_known(h, HPARAMS, "CFGAN")
     for key in ("hidden_G", "hidden_D", "batch_G", "batch_D", "step_G", "epochs"):
         positive_int(key, h[key])
     if isinstance(h["step_D"], bool) or not isinstance(h["step_D"], int):

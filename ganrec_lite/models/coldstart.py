@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from ..gan import CondMLP, discriminator_loss, generator_loss, mlp
 from ..metrics import evaluate
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 from .bpr import NegativeSampler, _small_ops_threads, positive_pairs, shuffled_batches
 from .bpr import fit as bpr_fit
 
@@ -170,12 +170,7 @@ def ridge(A: torch.Tensor, Y: torch.Tensor, lam: float) -> torch.Tensor:
 
 
 def _check(h: dict, known: dict, name: str) -> dict:
-    unknown = set(h) - set(known)
-    if unknown:
-        raise ValueError(
-            f"unknown {name} hyper-parameter(s) {sorted(unknown)}; "
-            f"known: {sorted(known)}"
-        )
+    check_known(h, known, name)
     if h["text"] not in TEXTS:
         raise ValueError(f"text must be one of {TEXTS}, got {h['text']!r}")
     if "user" in h and h["user"] not in USERS:

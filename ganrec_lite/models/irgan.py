@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from ..metrics import evaluate
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 from .bpr import MF, _small_ops_threads
 from .bpr import fit as bpr_fit
 
@@ -193,12 +193,7 @@ def g_loss(G: MF, users, items, valid, reward, reg: float = 0.0) -> torch.Tensor
 
 
 def _check(h: dict) -> dict:
-    unknown = set(h) - set(HPARAMS)
-    if unknown:
-        raise ValueError(
-            f"unknown IRGAN hyper-parameter(s) {sorted(unknown)}; "
-            f"known: {sorted(HPARAMS)}"
-        )
+    check_known(h, HPARAMS, "IRGAN")
     for key in ("dim", "epochs", "d_epochs", "resample_every", "g_epochs", "d_batch"):
         positive_int(key, h[key])
     for key in ("g_user_batch", "pretrain_epochs", "dns_k"):

@@ -76,7 +76,7 @@ from torch import nn
 
 from ..metrics import evaluate
 from ..train import History, train_epochs
-from ._common import as_csr, non_negative, positive_int, resolve_device
+from ._common import as_csr, check_known, non_negative, positive_int, resolve_device
 from .bpr import (
     NegativeSampler,
     _small_ops_threads,
@@ -357,12 +357,7 @@ def _check(hparams: dict) -> dict:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     h = {**_DEFAULTS[variant], **hparams}
-    unknown = set(h) - set(_DEFAULTS[variant])
-    if unknown:
-        raise ValueError(
-            f"unknown LightGCN hyper-parameter(s) {sorted(unknown)} for variant "
-            f"{variant!r}; known: {sorted(_DEFAULTS[variant])}"
-        )
+    check_known(h, _DEFAULTS[variant], "LightGCN", f" for variant {variant!r}")
     for key in ("dim", "epochs", "batch_size"):
         positive_int(key, h[key])
     if isinstance(h["n_layers"], bool) or not isinstance(h["n_layers"], int):
