@@ -366,12 +366,12 @@ def fit_text_gan(
     Xh = X[:, held]
     has_held = np.asarray(Xh.sum(axis=1)).ravel() > 0
     held_idx = torch.as_tensor(held, device=dev)
+    held_users = torch.as_tensor(np.flatnonzero(has_held), device=dev)  # (U_h,)
 
     def pseudo_cold_ndcg() -> float:
         with torch.no_grad():
             Yh = G(T[held_idx])  # (H, d + 1)
-            S = P[torch.as_tensor(np.flatnonzero(has_held), device=dev)]
-            S = S @ Yh[:, :-1].T + Yh[:, -1]  # (U_h, H)
+            S = P[held_users] @ Yh[:, :-1].T + Yh[:, -1]  # (U_h, H)
         return evaluate(S, None, Xh[has_held], ks=(20,))["ndcg@20"]
 
     def epoch_step() -> None:
