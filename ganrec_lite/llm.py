@@ -205,6 +205,7 @@ def _convert(gguf: Path, dest: Path) -> None:
         model.config.__dict__.pop("quantization_config", None)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
         try:
             tmp.rename(dest)
         except OSError:  # another process finished first
