@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ganrec_lite.data import make_synthetic
 from ganrec_lite.metrics import evaluate
 from ganrec_lite.models import apr, bpr, popularity
-from ganrec_lite.splits import random_split
 
 FAST = {
     "dim": 16,
@@ -21,18 +19,8 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def synthetic():
-    """A planted low-rank dataset: 200 users x 300 items, 15% density, 80/20 split."""
-    ml = make_synthetic(n_users=200, n_items=300, rank=4, density=0.15, seed=0)
-    s = random_split(
-        ml.ratings, test_ratio=0.2, seed=0, n_users=ml.n_users, n_items=ml.n_items
-    )
-    return s.matrix("train"), s.matrix("test")
-
-
-@pytest.fixture(scope="module")
-def trained(synthetic):
-    train, _ = synthetic
+def trained(synthetic_split):
+    train, _ = synthetic_split
     return apr.fit(train, seed=0, device="cpu", return_model=True, **FAST)
 
 
@@ -46,8 +34,8 @@ def _triples(train, n=512, seed=0):
     return u, i, j
 
 
-def test_perturbation_rows_have_norm_eps_and_only_touched_rows_move(synthetic):
-    train, _ = synthetic
+def test_perturbation_rows_have_norm_eps_and_only_touched_rows_move(synthetic_split):
+    train, _ = synthetic_split
     torch.manual_seed(0)
     model = bpr.MF(*train.shape, dim=8)
     u, i, j = _triples(train, n=64)
@@ -62,8 +50,8 @@ def test_perturbation_rows_have_norm_eps_and_only_touched_rows_move(synthetic):
     assert dP[untouched].abs().sum() == 0  # rows outside the batch stay put
 
 
-def test_perturbation_increases_the_bpr_loss_at_first_order(trained, synthetic):
-    train, _ = synthetic
+def test_perturbation_increases_the_bpr_loss_at_first_order(trained, synthetic_split):
+    train, _ = synthetic_split
     _, model, _ = trained
     u, i, j = _triples(train)
     with torch.no_grad():
@@ -89,8 +77,8 @@ def test_perturbation_increases_the_bpr_loss_at_first_order(trained, synthetic):
     assert float(adv - clean0) > 3 * abs(float(rnd - clean0))
 
 
-def test_apr_beats_popularity_and_is_reproducible(trained, synthetic):
-    train, test = synthetic
+def test_apr_beats_popularity_and_is_reproducible(trained, synthetic_split):
+    train, test = synthetic_split
     scores, model, hist = trained
     assert scores.shape == train.shape and len(hist.loss) == FAST["epochs"]
     ours = evaluate(scores, train, test, ks=(20,))["ndcg@20"]
@@ -102,15 +90,15 @@ def test_apr_beats_popularity_and_is_reproducible(trained, synthetic):
     assert not torch.allclose(scores, other)
 
 
-def test_reg_adv_zero_is_bpr_continued(synthetic):
-    train, _ = synthetic
+def test_reg_adv_zero_is_bpr_continued(synthetic_split):
+    train, _ = synthetic_split
     a = apr.fit(train, seed=0, device="cpu", reg_adv=0.0, **FAST)
     b = apr.fit(train, seed=0, device="cpu", reg_adv=0.0, eps=2.0, **FAST)
     torch.testing.assert_close(a, b)  # eps is irrelevant without the adversarial term
 
 
-def test_adversarial_robustness_reports_a_drop(trained, synthetic):
-    train, test = synthetic
+def test_adversarial_robustness_reports_a_drop(trained, synthetic_split):
+    train, test = synthetic_split
     _, model, _ = trained
     P0 = model.P.detach().clone()
     r = apr.adversarial_robustness(model, train, test, [0.0, 0.5, 2.0])
@@ -123,8 +111,8 @@ def test_adversarial_robustness_reports_a_drop(trained, synthetic):
     assert rnd["drop"][0] < r["drop"][2]
 
 
-def test_bad_arguments_raise_value_error(trained, synthetic):
-    train, test = synthetic
+def test_bad_arguments_raise_value_error(trained, synthetic_split):
+    train, test = synthetic_split
     _, model, _ = trained
     with pytest.raises(ValueError, match="unknown APR"):
         apr.fit(train, epsilon=0.5)

@@ -7,10 +7,8 @@ import pytest
 import torch
 
 from ganrec_lite import bench
-from ganrec_lite.data import make_synthetic
 from ganrec_lite.metrics import evaluate
 from ganrec_lite.models import cfgan, popularity
-from ganrec_lite.splits import random_split
 
 # small and fast: a few seconds on a busy 2-core CPU
 FAST = {
@@ -24,16 +22,6 @@ FAST = {
     "step_D": 1,
     "epochs": 15,
 }
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    """A planted low-rank dataset: 200 users x 300 items, 15% density, 80/20 split."""
-    ml = make_synthetic(n_users=200, n_items=300, rank=4, density=0.15, seed=0)
-    s = random_split(
-        ml.ratings, test_ratio=0.2, seed=0, n_users=ml.n_users, n_items=ml.n_items
-    )
-    return s.matrix("train"), s.matrix("test")
 
 
 def test_model_shapes():
@@ -65,23 +53,23 @@ def test_sample_negatives_is_uniform_over_zeros():
     torch.testing.assert_close(freq[1:], torch.full((3,), 1 / 3), atol=0.04, rtol=0)
 
 
-def test_generator_loss_decreases_against_a_fixed_discriminator(synthetic):
+def test_generator_loss_decreases_against_a_fixed_discriminator(synthetic_split):
     # In the game G's loss need not fall (D keeps learning); against a frozen D
     # (step_D=0) G's objective, adversarial term + ZR, must go down.
-    train, _ = synthetic
+    train, _ = synthetic_split
     _, _, hist = cfgan.fit(train, 0, "cpu", return_model=True, **{**FAST, "step_D": 0})
     assert len(hist.loss) == FAST["epochs"]
     assert np.mean(hist.loss[-3:]) < 0.9 * np.mean(hist.loss[:3])
 
 
-def test_reconstruction_ablation_loss_decreases(synthetic):
-    train, _ = synthetic
+def test_reconstruction_ablation_loss_decreases(synthetic_split):
+    train, _ = synthetic_split
     _, _, hist = cfgan.fit(train, 0, "cpu", return_model=True, gan=False, **FAST)
     assert hist.loss[-1] < 0.5 * hist.loss[0]
 
 
-def test_seeded_and_shapes(synthetic):
-    train, _ = synthetic
+def test_seeded_and_shapes(synthetic_split):
+    train, _ = synthetic_split
     small = {**FAST, "epochs": 2}
     a = cfgan.fit(train, 3, "cpu", **small)
     b = cfgan.fit(train, 3, "cpu", **small)
@@ -93,8 +81,8 @@ def test_seeded_and_shapes(synthetic):
     assert u.shape == train.shape
 
 
-def test_cfgan_beats_popularity(synthetic):
-    train, test = synthetic  # the full game, D trained
+def test_cfgan_beats_popularity(synthetic_split):
+    train, test = synthetic_split  # the full game, D trained
     pop = evaluate(popularity.fit(train, device="cpu"), train, test, ks=(10,))
     ours = evaluate(cfgan.fit(train, 0, "cpu", **FAST), train, test, ks=(10,))
     assert ours["ndcg@10"] > pop["ndcg@10"] + 0.02

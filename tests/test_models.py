@@ -10,19 +10,7 @@ import torch
 from ganrec_lite.data import make_synthetic, to_matrix
 from ganrec_lite.metrics import evaluate
 from ganrec_lite.models import bpr, ease, popularity
-from ganrec_lite.splits import random_split
 from ganrec_lite.train import History, holdout, train_epochs
-
-
-@pytest.fixture(scope="module")
-def synthetic():
-    """A planted low-rank dataset: 200 users x 300 items, 15% density, 80/20 split."""
-    ml = make_synthetic(n_users=200, n_items=300, rank=4, density=0.15, seed=0)
-    s = random_split(
-        ml.ratings, test_ratio=0.2, seed=0, n_users=ml.n_users, n_items=ml.n_items
-    )
-    return s.matrix("train"), s.matrix("test")
-
 
 FAST = {"dim": 16, "epochs": 15, "batch_size": 256, "lr": 1e-2}
 
@@ -93,8 +81,8 @@ def test_negative_sampler_is_exact_and_uniform():
     assert j.shape == (1000, 4) and (j > 0).all() and (j < 6).all()
 
 
-def test_negatives_are_never_train_positives(synthetic):
-    train, _ = synthetic
+def test_negatives_are_never_train_positives(synthetic_split):
+    train, _ = synthetic_split
     s = bpr.NegativeSampler(train, "cpu")
     g = torch.Generator().manual_seed(1)
     users = torch.randint(0, train.shape[0], (20_000,), generator=g)
@@ -104,8 +92,8 @@ def test_negatives_are_never_train_positives(synthetic):
     assert not dense[users[:, None], cand].any()
 
 
-def test_dns_negatives_are_never_train_positives(synthetic):
-    train, _ = synthetic
+def test_dns_negatives_are_never_train_positives(synthetic_split):
+    train, _ = synthetic_split
     _, model, _ = bpr.fit(
         train,
         seed=0,
@@ -126,8 +114,8 @@ def test_dns_negatives_are_never_train_positives(synthetic):
         assert model(users, j).mean() > model(users, uniform).mean()
 
 
-def test_bpr_loss_decreases_and_beats_popularity(synthetic):
-    train, test = synthetic
+def test_bpr_loss_decreases_and_beats_popularity(synthetic_split):
+    train, test = synthetic_split
     scores, model, hist = bpr.fit(
         train, seed=0, device="cpu", return_model=True, **FAST
     )
@@ -139,8 +127,8 @@ def test_bpr_loss_decreases_and_beats_popularity(synthetic):
     assert ours > 1.3 * pop["ndcg@10"], (ours, pop["ndcg@10"])
 
 
-def test_bpr_dns_trains_and_is_seeded(synthetic):
-    train, test = synthetic
+def test_bpr_dns_trains_and_is_seeded(synthetic_split):
+    train, test = synthetic_split
     a = bpr.fit(train, seed=3, device="cpu", negatives="dns", **FAST)
     b = bpr.fit(train, seed=3, device="cpu", negatives="dns", **FAST)
     torch.testing.assert_close(a, b)
@@ -148,8 +136,8 @@ def test_bpr_dns_trains_and_is_seeded(synthetic):
     assert evaluate(a, train, test, ks=(10,))["ndcg@10"] > pop["ndcg@10"]
 
 
-def test_bpr_early_stopping_keeps_the_best_epoch(synthetic):
-    train, _ = synthetic
+def test_bpr_early_stopping_keeps_the_best_epoch(synthetic_split):
+    train, _ = synthetic_split
     tr, va = holdout(train, 0.2, seed=0)
     assert (tr.multiply(va)).nnz == 0 and tr.nnz + va.nnz == train.nnz
     scores, model, hist = bpr.fit(
