@@ -444,6 +444,12 @@ register(
     {**coldstart.GAN_HPARAMS, "text": "generated", "backbone": "simgcl-adv"},
 )
 register(
+    "combined-simgcl",
+    coldstart.fit_text_gan,
+    "ablation of combined: SimGCL (random-noise views) underneath, not SimGCL-adv",
+    {**coldstart.GAN_HPARAMS, "text": "generated", "backbone": "simgcl"},
+)
+register(
     "apr",
     apr.fit,
     "APR: BPR-MF pre-trained, then adversarial training (He et al. 2018)",
