@@ -11,6 +11,8 @@ Modules, one concern each:
 - :mod:`ganrec_lite.gan`: GAN losses, gradient penalty, update_D/update_G, train_gan.
 - :mod:`ganrec_lite.toy`: the 2-D ring of Gaussians and its mode-coverage measure.
 - :mod:`ganrec_lite.text`: the MiniLM sentence encoder and item-text builders.
+- :mod:`ganrec_lite.llm`: SmolLM2 from its GGUF file, prompts, greedy generation and the
+  committed generations it replays (Chapter 5.9).
 - :mod:`ganrec_lite.models`: recommender models, one module per model.
 - :mod:`ganrec_lite.utils`: device choice, seeding, progress bars.
 - :mod:`ganrec_lite.check`: self-checks for the exercises.
