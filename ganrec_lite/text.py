@@ -184,7 +184,12 @@ def _writable(folder: Path) -> bool:
     return p.is_dir() and bool(mode & bits) and os.access(p, os.W_OK | os.X_OK)
 
 
-def _cache_candidates(cache_dir) -> list[Path]:
+def _cache_candidates(
+    cache_dir, sub: str = "embeddings", *, data_first: bool = True
+) -> list[Path]:
+    """Cache folders in search order: ``cache_dir`` alone if given (``False``: none),
+    else ``$GANREC_CACHE/<sub>``, then ``$GANREC_DATA/<sub>`` and
+    ``~/.cache/ganrec_lite/<sub>`` (the home cache first when not ``data_first``)."""
     if cache_dir is False:
         return []
     if cache_dir is not None:
@@ -192,9 +197,9 @@ def _cache_candidates(cache_dir) -> list[Path]:
     out = []
     env = os.environ.get(_ENV_CACHE, "").strip()
     if env:
-        out.append(Path(env).expanduser() / "embeddings")
-    out.append(cache_root() / "embeddings")
-    out.append(Path.home() / ".cache" / "ganrec_lite" / "embeddings")
+        out.append(Path(env).expanduser() / sub)
+    data, home = cache_root() / sub, Path.home() / ".cache" / "ganrec_lite" / sub
+    out += [data, home] if data_first else [home, data]
     seen, unique = set(), []
     for p in out:
         if str(p) not in seen:

@@ -139,14 +139,14 @@ def user_profile_embeddings(train) -> torch.Tensor:
     from ..text import TextEncoder
 
     X = as_csr(train, "train")
-    ref = _coldstart_ml100k()[0]
+    ml, cs, warm = coldstart_splits()
+    ref = _coldstart_ml100k((ml, cs, warm))[0]
     if X.shape != ref.shape or (X != ref).nnz:
         raise ValueError(
             "the generated user profiles were written from coldstart-ml100k's "
             "training ratings; with another training matrix they would leak its test "
             "ratings (use user='liked')"
         )
-    ml, _, warm = coldstart_splits()
     msgs = user_prompts(warm.train, ml.items, ml.n_users)
     texts = replayed("users", msgs)
     emb = TextEncoder().encode([t if t else "-" for t in texts])  # (U, 384)
